@@ -1,0 +1,143 @@
+"""Create named tasks in bulk: BatchCreateTasks, several batches in flight.
+
+``ALREADY_EXISTS`` means the named task was created before (by an earlier run, or
+by a retried call that had in fact succeeded) and counts as *deduplicated*. A
+server without BatchCreateTasks (``UNIMPLEMENTED``) gets concurrent CreateTask
+calls instead.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from enum import StrEnum
+
+from google.api_core import exceptions as gexc
+from google.api_core import retry as gretry
+from google.cloud import tasks_v2
+from google.rpc import code_pb2
+
+log = logging.getLogger(__name__)
+
+BATCH_LIMIT = 100  # requests per BatchCreateTasks call, the API's maximum
+
+_RETRYABLE = gretry.if_exception_type(
+    gexc.ServiceUnavailable,
+    gexc.ResourceExhausted,
+    gexc.DeadlineExceeded,
+    gexc.InternalServerError,
+)
+
+
+class Created(StrEnum):
+    """What became of one task creation."""
+
+    CREATED = "created"
+    DEDUPLICATED = "deduplicated"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class CreateResult:
+    """The outcome for one task; ``reason`` explains a failure."""
+
+    outcome: Created
+    reason: str = ""
+
+
+class Enqueuer:
+    """Creates tasks in one queue with one client, built once and reused.
+
+    ``rpc_timeout_s`` (seconds) bounds each call; calls failing with a retryable
+    status are retried with exponential backoff, which is safe because task names
+    are deterministic.
+    """
+
+    def __init__(
+        self,
+        client: tasks_v2.CloudTasksClient,
+        queue_path: str,
+        batches_in_flight: int,
+        rpc_timeout_s: float,
+    ) -> None:
+        """Use ``client`` for ``queue_path`` with up to ``batches_in_flight`` calls at once."""
+        self._client = client
+        self._queue_path = queue_path
+        self._timeout_s = rpc_timeout_s
+        self._retry = gretry.Retry(
+            predicate=_RETRYABLE, initial=0.2, maximum=5.0, timeout=rpc_timeout_s * 3
+        )
+        self._pool = ThreadPoolExecutor(batches_in_flight, thread_name_prefix="enqueue")
+        self._batch_supported = True
+
+    def enqueue(self, tasks: Sequence[tasks_v2.Task]) -> list[CreateResult]:
+        """Create ``tasks``; return one result per task, in the same order."""
+        chunks = [tasks[i : i + BATCH_LIMIT] for i in range(0, len(tasks), BATCH_LIMIT)]
+        results: list[CreateResult] = []
+        for chunk_results in self._pool.map(self._create_chunk, chunks):
+            results.extend(chunk_results)
+        return results
+
+    def close(self) -> None:
+        """Stop the worker threads (the client stays usable by its owner)."""
+        self._pool.shutdown(wait=True)
+
+    def _create_chunk(self, chunk: Sequence[tasks_v2.Task]) -> list[CreateResult]:
+        if self._batch_supported:
+            try:
+                return self._create_batch(chunk)
+            except gexc.MethodNotImplemented:
+                log.warning("BatchCreateTasks is not implemented here; using CreateTask")
+                self._batch_supported = False
+        return [self._create_one(task) for task in chunk]
+
+    def _create_batch(self, chunk: Sequence[tasks_v2.Task]) -> list[CreateResult]:
+        request = tasks_v2.BatchCreateTasksRequest(
+            parent=self._queue_path,
+            requests=[tasks_v2.CreateTaskRequest(parent=self._queue_path, task=t) for t in chunk],
+        )
+        try:
+            operation = self._client.batch_create_tasks(
+                request=request, retry=self._retry, timeout=self._timeout_s
+            )
+        except gexc.MethodNotImplemented:
+            raise
+        except gexc.GoogleAPICallError as exc:
+            reason = f"BatchCreateTasks failed: {exc}"
+            return [CreateResult(Created.FAILED, reason)] * len(chunk)
+        # A batch where every request failed raises here; the metadata says why, per request.
+        with contextlib.suppress(gexc.GoogleAPICallError):
+            operation.result(timeout=self._timeout_s)
+        metadata = operation.metadata
+        if metadata is None:
+            return [CreateResult(Created.FAILED, "BatchCreateTasks returned no metadata")] * len(
+                chunk
+            )
+        failed = metadata.failed_requests
+        return [_from_status(failed[i]) if i in failed else _CREATED for i in range(len(chunk))]
+
+    def _create_one(self, task: tasks_v2.Task) -> CreateResult:
+        try:
+            self._client.create_task(
+                parent=self._queue_path, task=task, retry=self._retry, timeout=self._timeout_s
+            )
+        except gexc.AlreadyExists:
+            return _DEDUPLICATED
+        except gexc.GoogleAPICallError as exc:
+            return CreateResult(Created.FAILED, f"CreateTask failed: {exc}")
+        return _CREATED
+
+
+_CREATED = CreateResult(Created.CREATED)
+_DEDUPLICATED = CreateResult(Created.DEDUPLICATED)
+
+
+def _from_status(status: object) -> CreateResult:
+    code = getattr(status, "code", code_pb2.UNKNOWN)
+    if code == code_pb2.ALREADY_EXISTS:
+        return _DEDUPLICATED
+    message = getattr(status, "message", "")
+    return CreateResult(Created.FAILED, f"{code_pb2.Code.Name(code)}: {message}")

@@ -1,0 +1,17 @@
+"""The local cloud's exceptions: one root, specific subclasses."""
+
+
+class LocalCloudError(Exception):
+    """Raised when the local cloud cannot start or run something; the root of this package."""
+
+
+class EmulatorMissingError(LocalCloudError):
+    """Raised when the Firestore emulator (or gcloud, or Java) is not installed."""
+
+
+class ProcessStartError(LocalCloudError):
+    """Raised when a child process exits or does not become ready in time."""
+
+
+class DemoTimeoutError(LocalCloudError):
+    """Raised when the demo's orders are not all completed before its timeout."""

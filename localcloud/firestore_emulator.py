@@ -1,0 +1,94 @@
+"""The official Firestore emulator (``gcloud emulators firestore start``) as a child.
+
+It runs in its own process group on a free loopback port and is stopped as a
+group, so its Java child never outlives it.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+
+from localcloud.errors import EmulatorMissingError, ProcessStartError
+from localcloud.processes import ManagedProcess, free_port, http_ok
+
+INSTALL_HINT = (
+    "The Firestore emulator is not installed. Install the Google Cloud CLI with its "
+    "Firestore emulator and a Java runtime, for example on Debian/Ubuntu:\n"
+    "  sudo apt-get install google-cloud-cli google-cloud-cli-firestore-emulator "
+    "default-jre-headless\n"
+    "or, with a gcloud installed from Google's archive:\n"
+    "  gcloud components install cloud-firestore-emulator\n"
+    "Then check with: gcloud emulators firestore start --help"
+)
+_MISSING_MARKERS = ("not installed", "component", "java: not found", "no java", "java is required")
+
+
+class FirestoreEmulator:
+    """Start and stop the official Firestore emulator; ``host_port`` is where it listens."""
+
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        gcloud: str = "gcloud",
+        log_dir: Path | None = None,
+        startup_timeout_s: float = 90.0,
+    ) -> None:
+        """Describe the emulator; ``port`` 0 picks a free one when started."""
+        self.host = host
+        self.port = port
+        self.gcloud = gcloud
+        self.log_dir = log_dir
+        self.startup_timeout_s = startup_timeout_s
+        self._process: ManagedProcess | None = None
+
+    @property
+    def host_port(self) -> str:
+        """``host:port``, the value for FIRESTORE_EMULATOR_HOST."""
+        return f"{self.host}:{self.port}"
+
+    def start(self) -> str:
+        """Start the emulator and wait until it answers; return ``host:port``."""
+        gcloud = shutil.which(self.gcloud)
+        if gcloud is None:
+            raise EmulatorMissingError(f"'{self.gcloud}' is not on PATH.\n{INSTALL_HINT}")
+        self.port = self.port or free_port(self.host)
+        log_dir = self.log_dir or Path(tempfile.mkdtemp(prefix="firestore-emulator-"))
+        argv = [
+            gcloud,
+            "emulators",
+            "firestore",
+            "start",
+            f"--host-port={self.host_port}",
+            "--quiet",
+        ]
+        self._process = ManagedProcess("Firestore emulator", argv, log_dir / "firestore.log")
+        self._process.start()
+        try:
+            self._process.wait_until(
+                lambda: http_ok(f"http://{self.host_port}/"), self.startup_timeout_s
+            )
+        except ProcessStartError as exc:
+            tail = self._process.log_tail().lower()
+            self.stop()
+            if any(marker in tail for marker in _MISSING_MARKERS):
+                raise EmulatorMissingError(f"{exc}\n\n{INSTALL_HINT}") from None
+            raise
+        return self.host_port
+
+    def stop(self) -> None:
+        """Stop the emulator's whole process group."""
+        if self._process is not None:
+            self._process.stop()
+            self._process = None
+
+    def __enter__(self) -> FirestoreEmulator:
+        """Start on entering a ``with`` block."""
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        """Stop on leaving the block, whatever happened."""
+        self.stop()

@@ -1,0 +1,109 @@
+"""Plain records of queues, tasks and attempts (protobuf-free, cheap to copy).
+
+Times are wall-clock seconds since the Unix epoch (``time.time()``), durations are
+seconds.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from localcloud.tasks.retry import RetryPolicy
+
+QUEUE_STATE_RUNNING = 1  # google.cloud.tasks.v2.Queue.State.RUNNING
+
+HTTP_METHOD_POST = 1  # google.cloud.tasks.v2.HttpMethod.POST
+
+
+@dataclass(frozen=True, slots=True)
+class QueueConfig:
+    """A queue's settings with every default filled in.
+
+    ``max_dispatches_per_second`` is a rate in dispatches per second,
+    ``max_burst_size`` is in tokens (dispatches).
+    """
+
+    name: str
+    max_dispatches_per_second: float
+    max_burst_size: int
+    max_concurrent_dispatches: int
+    retry: RetryPolicy
+    state: int = QUEUE_STATE_RUNNING
+
+    @property
+    def queue_id(self) -> str:
+        """The short queue id (last path segment of :attr:`name`)."""
+        return self.name.rsplit("/", 1)[-1]
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptRecord:
+    """One dispatch attempt; ``response_code`` is a gRPC code, ``None`` until answered."""
+
+    schedule_time_s: float
+    dispatch_time_s: float
+    response_time_s: float | None = None
+    response_code: int | None = None
+    response_message: str = ""
+
+
+@dataclass(slots=True)
+class TaskRecord:
+    """A task and its dispatch state.
+
+    ``dispatch_deadline_s`` is in seconds. ``execution_count`` counts responses
+    that were not 5xx (the ``X-CloudTasks-TaskExecutionCount`` header).
+    ``last_http_status`` is 0 when the previous attempt got no HTTP response.
+    """
+
+    name: str
+    url: str
+    http_method: int
+    headers: dict[str, str]
+    body: bytes
+    schedule_time_s: float
+    create_time_s: float
+    dispatch_deadline_s: float
+    retry: RetryPolicy
+    oidc_email: str = ""
+    oidc_audience: str = ""
+    dispatch_count: int = 0
+    response_count: int = 0
+    execution_count: int = 0
+    first_attempt: AttemptRecord | None = None
+    last_attempt: AttemptRecord | None = None
+    last_http_status: int = 0
+    last_retry_reason: str = ""
+    leased: bool = False
+    heap_seq: int = field(default=0, repr=False)
+
+    @property
+    def queue_name(self) -> str:
+        """The full name of the task's queue."""
+        return self.name.rsplit("/tasks/", 1)[0]
+
+    @property
+    def task_id(self) -> str:
+        """The short task id (last path segment of :attr:`name`)."""
+        return self.name.rsplit("/", 1)[-1]
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptResult:
+    """What the dispatcher observed for one attempt.
+
+    ``http_status`` is 0 when no HTTP response arrived (connection error or
+    ``dispatch_deadline`` exceeded). ``retry_after_s`` is the server's
+    ``Retry-After`` in seconds, if any.
+    """
+
+    http_status: int
+    grpc_code: int
+    message: str
+    response_time_s: float
+    retry_after_s: float | None = None
+
+    @property
+    def succeeded(self) -> bool:
+        """True for any 2xx status."""
+        return 200 <= self.http_status < 300

@@ -1,0 +1,34 @@
+"""Client construction, emulator-aware; build each client once and reuse it.
+
+Firestore: the official client honours ``FIRESTORE_EMULATOR_HOST`` itself (an
+insecure channel and no credentials). Cloud Tasks has no official emulator, so
+``CLOUD_TASKS_EMULATOR_HOST`` (``host:port``) gives the official client an
+insecure gRPC channel to the local cloud's emulator; unset, the client talks to
+Google with Application Default Credentials.
+"""
+
+from __future__ import annotations
+
+import grpc
+from google.cloud import firestore, tasks_v2
+from google.cloud.tasks_v2.services.cloud_tasks.transports import CloudTasksGrpcTransport
+
+from orders.settings import CloudSettings
+
+_GRPC_OPTIONS = [
+    ("grpc.max_send_message_length", 32 * 1024 * 1024),
+    ("grpc.max_receive_message_length", 32 * 1024 * 1024),
+]
+
+
+def firestore_client(settings: CloudSettings) -> firestore.Client:
+    """Return a Firestore client for the settings' project."""
+    return firestore.Client(project=settings.project)
+
+
+def tasks_client(settings: CloudSettings) -> tasks_v2.CloudTasksClient:
+    """Return a Cloud Tasks client, bound to the emulator when one is configured."""
+    if settings.tasks_emulator_host:
+        channel = grpc.insecure_channel(settings.tasks_emulator_host, options=_GRPC_OPTIONS)
+        return tasks_v2.CloudTasksClient(transport=CloudTasksGrpcTransport(channel=channel))
+    return tasks_v2.CloudTasksClient()

@@ -1,0 +1,161 @@
+"""The task contract between fanout and worker (DESIGN.md section 4).
+
+A task is named deterministically from (order id, action, generation) so that a
+re-created task is refused by the queue with ``ALREADY_EXISTS``. The id is::
+
+    {hash8}-{encoded order id}-{action}-g{generation}
+
+``hash8`` is the first 8 hex digits of a SHA-256 over the three parts, so ids do
+not share sequential prefixes (Google documents those as slow). The order id is
+encoded injectively into ``[A-Za-z0-9_]``: ASCII letters and digits stay, every
+other UTF-8 byte becomes ``_`` and two lowercase hex digits. The encoding never
+emits ``-``, so the four fields split unambiguously and different inputs give
+different ids. When that would exceed Cloud Tasks' 500-character limit the id
+becomes ``{hash8}-{encoded prefix}-x{sha256 of the order id}-{action}-g{generation}``:
+five fields instead of four, so the long form never equals a short one, and two
+long forms differ unless SHA-256 collides.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from google.cloud import tasks_v2
+from google.protobuf import duration_pb2
+
+from orders.errors import PayloadError, TaskIdError
+from orders.settings import CloudSettings
+
+MAX_TASK_ID_CHARS = 500
+HASH_PREFIX_CHARS = 8
+TASK_ID_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,500}$")
+ACTION_PATTERN = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
+_PLAIN = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789")
+_ESCAPE = re.compile(r"_([0-9a-f]{2})")
+
+
+def encode_order_id(order_id: str) -> str:
+    """Encode any order id injectively into ``[A-Za-z0-9_]`` (see the module docstring)."""
+    return "".join(chr(b) if b in _PLAIN else f"_{b:02x}" for b in order_id.encode("utf-8"))
+
+
+def decode_order_id(encoded: str) -> str:
+    """Invert :func:`encode_order_id`; raise :class:`TaskIdError` on text it cannot produce."""
+    out = bytearray()
+    i = 0
+    while i < len(encoded):
+        char = encoded[i]
+        if char == "_":
+            match = _ESCAPE.match(encoded, i)
+            if match is None:
+                raise TaskIdError(f"bad escape at position {i} of {encoded!r}")
+            out.append(int(match.group(1), 16))
+            i += 3
+        elif ord(char) in _PLAIN:
+            out.append(ord(char))
+            i += 1
+        else:
+            raise TaskIdError(f"character {char!r} at position {i} is not in the encoding")
+    return out.decode("utf-8")
+
+
+def task_id(order_id: str, action: str, generation: int) -> str:
+    """Return the deterministic task id for one action of one order at a generation."""
+    if not order_id:
+        raise TaskIdError("order id is empty; every order needs a document id")
+    if not ACTION_PATTERN.match(action):
+        raise TaskIdError(f"action {action!r} must match {ACTION_PATTERN.pattern}")
+    if generation < 0:
+        raise TaskIdError(f"generation {generation} must be 0 or more")
+    digest = hashlib.sha256(f"{order_id}\0{action}\0{generation}".encode()).hexdigest()
+    prefix = digest[:HASH_PREFIX_CHARS]
+    tail = f"{action}-g{generation}"
+    encoded = encode_order_id(order_id)
+    short = f"{prefix}-{encoded}-{tail}"
+    if len(short) <= MAX_TASK_ID_CHARS:
+        return short
+    full = "x" + hashlib.sha256(order_id.encode("utf-8")).hexdigest()
+    room = MAX_TASK_ID_CHARS - len(prefix) - len(full) - len(tail) - 3
+    kept = encoded[:room]
+    cut = kept.rfind("_", max(0, len(kept) - 2))
+    if cut != -1:  # never keep half an escape
+        kept = kept[:cut]
+    return f"{prefix}-{kept}-{full}-{tail}"
+
+
+@dataclass(frozen=True)
+class TaskPayload:
+    """The JSON body of a task: which action of which order, from which run."""
+
+    order_id: str
+    action: str
+    generation: int
+    run_id: str
+
+    def to_json(self) -> bytes:
+        """Serialize to the JSON body sent to the worker."""
+        return json.dumps(
+            {
+                "orderId": self.order_id,
+                "action": self.action,
+                "generation": self.generation,
+                "runId": self.run_id,
+            },
+            separators=(",", ":"),
+        ).encode()
+
+    @classmethod
+    def from_json(cls, body: bytes) -> TaskPayload:
+        """Parse and validate a task body; :class:`PayloadError` names the bad field."""
+        try:
+            data: Any = json.loads(body)
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise PayloadError(f"body is not valid JSON: {exc}") from None
+        if not isinstance(data, dict):
+            raise PayloadError("body must be a JSON object with orderId, action, generation, runId")
+        order_id = _field(data, "orderId", str)
+        action = _field(data, "action", str)
+        generation = _field(data, "generation", int)
+        run_id = _field(data, "runId", str)
+        if not order_id:
+            raise PayloadError("field 'orderId' is empty")
+        if generation < 0:
+            raise PayloadError(f"field 'generation' is {generation}; it must be 0 or more")
+        return cls(order_id=order_id, action=action, generation=generation, run_id=run_id)
+
+
+def _field(data: dict[str, Any], name: str, kind: type) -> Any:
+    if name not in data:
+        raise PayloadError(f"field {name!r} is missing")
+    value = data[name]
+    if not isinstance(value, kind) or isinstance(value, bool):
+        raise PayloadError(f"field {name!r} must be a {kind.__name__}, got {value!r}")
+    return value
+
+
+def task_name(settings: CloudSettings, payload: TaskPayload) -> str:
+    """Return the full resource name of the task carrying ``payload``."""
+    short_id = task_id(payload.order_id, payload.action, payload.generation)
+    return f"{settings.queue_path}/tasks/{short_id}"
+
+
+def build_task(settings: CloudSettings, payload: TaskPayload) -> tasks_v2.Task:
+    """Build the named HTTP task for ``payload``: JSON body, OIDC token, dispatch deadline."""
+    return tasks_v2.Task(
+        name=task_name(settings, payload),
+        http_request=tasks_v2.HttpRequest(
+            http_method=tasks_v2.HttpMethod.POST,
+            url=settings.task_url,
+            headers={"Content-Type": "application/json"},
+            body=payload.to_json(),
+            oidc_token=tasks_v2.OidcToken(
+                service_account_email=settings.invoker_email,
+                audience=settings.worker_url,
+            ),
+        ),
+        dispatch_deadline=duration_pb2.Duration(seconds=int(settings.dispatch_deadline_s)),
+    )

@@ -1,0 +1,1 @@
+"""The worker service: performs one action of one order per Cloud Tasks delivery."""
