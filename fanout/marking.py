@@ -4,7 +4,8 @@ The worker may finish an order before fanout marks it, so each write carries a
 precondition on the ``update_time`` the page was read at; the writes go in one
 non-atomic BatchWrite call, so one failed precondition does not fail the rest.
 An order whose precondition failed is re-read in a transaction and marked only
-if it is still ``pending``.
+if it is still ``pending``; a finished one keeps its status and only gains the
+``fanout`` record.
 """
 
 from __future__ import annotations
@@ -50,5 +51,10 @@ def _mark_if_pending(
     update: dict[str, Any],
 ) -> None:
     snapshot = ref.get(transaction=transaction)
-    if snapshot.exists and snapshot.get("status") == OrderStatus.PENDING.value:
+    order = snapshot.to_dict() if snapshot.exists else None
+    if order is None:
+        return
+    if order.get("status") == OrderStatus.PENDING.value:
         transaction.update(ref, update)
+    elif "fanout" not in order:  # the worker finished it first: still record which run queued it
+        transaction.update(ref, {"fanout": update["fanout"]})

@@ -6,6 +6,7 @@ from collections.abc import Iterator
 
 from google.cloud import firestore
 from google.cloud.firestore_v1.base_query import FieldFilter
+from google.cloud.firestore_v1.field_path import FieldPath
 
 from orders.schema import ORDERS, OrderStatus
 
@@ -23,7 +24,7 @@ def pending_pages(client: firestore.Client, page_size: int) -> Iterator[PageOfOr
         client.collection(ORDERS)
         .where(filter=FieldFilter("status", "==", OrderStatus.PENDING.value))
         .order_by("createdAt")
-        .order_by(firestore.FieldPath.document_id())
+        .order_by(FieldPath.document_id())
         .limit(page_size)
     )
     cursor: firestore.DocumentSnapshot | None = None

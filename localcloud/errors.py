@@ -1,5 +1,7 @@
 """The local cloud's exceptions: one root, specific subclasses."""
 
+from typing import Any
+
 
 class LocalCloudError(Exception):
     """Raised when the local cloud cannot start or run something; the root of this package."""
@@ -15,3 +17,8 @@ class ProcessStartError(LocalCloudError):
 
 class DemoTimeoutError(LocalCloudError):
     """Raised when the demo's orders are not all completed before its timeout."""
+
+    def __init__(self, message: str, report: dict[str, Any]) -> None:
+        """Keep the report of the incomplete run beside the message."""
+        super().__init__(message)
+        self.report = report

@@ -17,6 +17,7 @@ INVENTORY = "inventory"
 OUTBOX = "outbox"
 FANOUT_RUNS = "fanout_runs"
 DEAD_LETTERS = "dead_letters"
+LEDGER = "ledger"  # subcollection of an order: one entry per action
 
 
 class OrderStatus(StrEnum):
@@ -59,8 +60,3 @@ def action_done(order: dict[str, Any], action: str) -> bool:
     """Tell whether ``action`` of the order document is recorded as done."""
     state = (order.get("actions") or {}).get(action, {}).get("state")
     return bool(state == ActionState.DONE.value)
-
-
-def all_done_after(order: dict[str, Any], action: str) -> bool:
-    """Tell whether every action is done once ``action`` is marked done."""
-    return all(name == action or action_done(order, name) for name in ACTIONS)

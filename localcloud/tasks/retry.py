@@ -8,8 +8,8 @@ Semantics (Cloud Tasks v2 ``RetryConfig`` reference):
 * Retrying stops only when *both* limits are reached; an unlimited limit is never
   reached, so with ``max_attempts=-1`` and ``max_retry_duration_s=0`` a task is
   retried forever.
-* The delay before retry ``n`` (``n`` from 1) is ``min_backoff·2^(n−1)`` while
-  ``n ≤ max_doublings+1``, then ``min_backoff·2^max_doublings·(n−max_doublings)``,
+* The delay before retry ``n`` (``n`` from 1) is ``min_backoff·2^(n-1)`` while
+  ``n ≤ max_doublings+1``, then ``min_backoff·2^max_doublings·(n-max_doublings)``,
   capped at ``max_backoff``.
 """
 
@@ -60,9 +60,7 @@ def backoff_s(
 
 def policy_backoff_s(policy: RetryPolicy, retry_number: int) -> float:
     """Return :func:`backoff_s` for ``retry_number`` under ``policy``, in seconds."""
-    return backoff_s(
-        retry_number, policy.min_backoff_s, policy.max_backoff_s, policy.max_doublings
-    )
+    return backoff_s(retry_number, policy.min_backoff_s, policy.max_backoff_s, policy.max_doublings)
 
 
 def should_retry(policy: RetryPolicy, attempts: int, since_first_attempt_s: float) -> bool:

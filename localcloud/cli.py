@@ -1,0 +1,97 @@
+"""The ``localcloud`` command: the local cloud's emulators, and the demo."""
+
+from __future__ import annotations
+
+import signal
+import sys
+from types import FrameType
+
+import click
+
+from localcloud.demo import DemoOptions, dump, format_report, run_demo
+from localcloud.errors import DemoTimeoutError, EmulatorMissingError, LocalCloudError
+from localcloud.stack import StackOptions
+from localcloud.tasks.command import tasks_emulator
+
+EXIT_INCOMPLETE = 1  # the demo ran but not every order completed in time
+EXIT_SETUP = 2  # something the demo needs is missing or did not start
+
+
+@click.group()
+def main() -> None:
+    """Run order-fanout on a laptop against a local cloud that speaks the real protocols."""
+
+
+main.add_command(tasks_emulator, name="tasks-emulator")
+
+
+@main.command()
+@click.option(
+    "--orders",
+    type=click.IntRange(1, 1_000_000),
+    default=1000,
+    show_default=True,
+    envvar="DEMO_ORDERS",
+    help="Pending orders to seed and fan out.",
+)
+@click.option(
+    "--timeout",
+    "timeout_s",
+    type=click.FloatRange(1),
+    default=300.0,
+    show_default=True,
+    envvar="DEMO_TIMEOUT_SECONDS",
+    help="Seconds to wait for every order to complete.",
+)
+@click.option(
+    "--rate",
+    type=click.FloatRange(0.1, 500),
+    default=500.0,
+    show_default=True,
+    envvar="DEMO_MAX_DISPATCHES_PER_SECOND",
+    help="The queue's max_dispatches_per_second (Cloud Tasks allows at most 500).",
+)
+@click.option(
+    "--concurrency",
+    type=click.IntRange(1, 5000),
+    default=100,
+    show_default=True,
+    envvar="DEMO_MAX_CONCURRENT_DISPATCHES",
+    help="The queue's max_concurrent_dispatches.",
+)
+@click.option(
+    "--json",
+    "json_output",
+    is_flag=True,
+    help="Print the report as one JSON object on the last line of stdout.",
+)
+def demo(orders: int, timeout_s: float, rate: float, concurrency: int, json_output: bool) -> None:
+    """Start everything, fan out ORDERS orders, wait for completion, report, stop."""  # fmt: skip
+    signal.signal(signal.SIGTERM, _exit_on_signal)
+    stack = StackOptions(max_dispatches_per_second=rate, max_concurrent_dispatches=concurrency)
+    options = DemoOptions(orders=orders, timeout_s=timeout_s, json_output=json_output, stack=stack)
+    try:
+        report = run_demo(options)
+    except DemoTimeoutError as exc:
+        _print_report(exc.report, json_output)
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(EXIT_INCOMPLETE)
+    except EmulatorMissingError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(EXIT_SETUP)
+    except LocalCloudError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(EXIT_SETUP)
+    _print_report(report, json_output)
+
+
+def _print_report(report: dict[str, object], json_output: bool) -> None:
+    click.echo("\nReport", err=json_output)
+    click.echo(format_report(report), err=json_output)
+    if json_output:
+        click.echo(dump(report))
+
+
+def _exit_on_signal(signum: int, frame: FrameType | None) -> None:
+    """Turn SIGTERM into SystemExit, so every ``finally`` stops its processes."""
+    raise SystemExit(128 + signum)

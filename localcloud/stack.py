@@ -1,0 +1,141 @@
+"""The whole local stack: Firestore emulator, Cloud Tasks emulator, worker and fanout.
+
+Each part listens on a free loopback port. The services run under gunicorn as
+child processes in their own process groups and are reached only over HTTP; the
+local cloud never imports them.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from google.cloud import tasks_v2
+from google.protobuf import duration_pb2
+
+from localcloud.firestore_emulator import FirestoreEmulator
+from localcloud.processes import ManagedProcess, free_port, http_ok
+from localcloud.tasks.server import TasksEmulator
+from orders.clients import tasks_client
+from orders.settings import CloudSettings
+
+GUNICORN_TIMEOUT_S = 120  # longer than the tasks' dispatch deadline (CloudSettings, 60 s)
+SERVICE_START_TIMEOUT_S = 60.0
+
+
+@dataclass(frozen=True)
+class StackOptions:
+    """How to run the stack: project, queue limits (dispatches per second) and workers."""
+
+    project: str = "order-fanout-demo"
+    location: str = "us-central1"
+    queue: str = "order-actions"
+    max_dispatches_per_second: float = 500.0
+    max_concurrent_dispatches: int = 100
+    gunicorn_workers: int = 2
+    gunicorn_threads: int = 16
+
+
+class LocalStack:
+    """Starts every part on free ports and stops them all, also on failure."""
+
+    def __init__(self, options: StackOptions) -> None:
+        """Describe the stack; :meth:`start` runs it. Logs go to a fresh temporary folder."""
+        self.options = options
+        self.log_dir = Path(tempfile.mkdtemp(prefix="order-fanout-"))
+        self.firestore = FirestoreEmulator(log_dir=self.log_dir)
+        self.tasks = TasksEmulator()
+        self.worker_url = ""
+        self.fanout_url = ""
+        self._services: list[ManagedProcess] = []
+
+    @property
+    def cloud(self) -> CloudSettings:
+        """The settings both services are started with."""
+        return CloudSettings(
+            project=self.options.project,
+            location=self.options.location,
+            queue=self.options.queue,
+            worker_url=self.worker_url,
+            tasks_emulator_host=self.tasks.address,
+        )
+
+    def start(self) -> None:
+        """Start everything; on any failure stop what was started and re-raise."""
+        try:
+            self.firestore.start()
+            self.tasks.start()
+            self.worker_url = f"http://127.0.0.1:{free_port()}"
+            self._create_queue()
+            self.worker_url = self._serve("worker", self.worker_url)
+            self.fanout_url = self._serve("fanout", f"http://127.0.0.1:{free_port()}")
+        except BaseException:
+            self.stop()
+            raise
+
+    def stop(self) -> None:
+        """Stop the services, then the emulators (each process group as a whole)."""
+        for service in reversed(self._services):
+            service.stop()
+        self._services.clear()
+        self.tasks.stop()
+        self.firestore.stop()
+
+    def remove_logs(self) -> None:
+        """Delete the log folder (after a successful run)."""
+        shutil.rmtree(self.log_dir, ignore_errors=True)
+
+    def service_env(self) -> dict[str, str]:
+        """Return the environment both services run with."""
+        cloud = self.cloud
+        return {
+            **os.environ,
+            "PYTHONUNBUFFERED": "1",
+            "GOOGLE_CLOUD_PROJECT": cloud.project,
+            "TASKS_LOCATION": cloud.location,
+            "TASKS_QUEUE": cloud.queue,
+            "WORKER_URL": cloud.worker_url,
+            "FIRESTORE_EMULATOR_HOST": self.firestore.host_port,
+            "CLOUD_TASKS_EMULATOR_HOST": cloud.tasks_emulator_host,
+        }
+
+    def _serve(self, name: str, base_url: str) -> str:
+        """Run ``{name}.app:create_app()`` under gunicorn at ``base_url``; return the URL."""
+        argv = [
+            sys.executable, "-m", "gunicorn",
+            "--bind", base_url.removeprefix("http://"),
+            "--workers", str(self.options.gunicorn_workers),
+            "--threads", str(self.options.gunicorn_threads),
+            "--timeout", str(GUNICORN_TIMEOUT_S),
+            "--graceful-timeout", "5",
+            f"{name}.app:create_app()",
+        ]  # fmt: skip
+        process = ManagedProcess(name, argv, self.log_dir / f"{name}.log", self.service_env())
+        self._services.append(process)
+        process.start()
+        process.wait_until(lambda: http_ok(f"{base_url}/healthz"), SERVICE_START_TIMEOUT_S)
+        return base_url
+
+    def _create_queue(self) -> None:
+        """Create the queue the fanout enqueues into, with the stack's rate limits."""
+        cloud = self.cloud
+        client = tasks_client(cloud)
+        client.create_queue(
+            parent=f"projects/{cloud.project}/locations/{cloud.location}",
+            queue=tasks_v2.Queue(
+                name=cloud.queue_path,
+                rate_limits=tasks_v2.RateLimits(
+                    max_dispatches_per_second=self.options.max_dispatches_per_second,
+                    max_concurrent_dispatches=self.options.max_concurrent_dispatches,
+                ),
+                retry_config=tasks_v2.RetryConfig(
+                    max_attempts=100,
+                    min_backoff=duration_pb2.Duration(nanos=100_000_000),
+                    max_backoff=duration_pb2.Duration(seconds=10),
+                ),
+            ),
+        )

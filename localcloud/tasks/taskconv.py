@@ -1,0 +1,191 @@
+"""Validation of ``CreateTaskRequest`` messages and conversion of tasks to protobuf."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urlsplit
+
+from localcloud.tasks.convert import (
+    DEFAULT_DISPATCH_DEADLINE_S,
+    MAX_DISPATCH_DEADLINE_S,
+    MAX_HEADERS_BYTES,
+    MAX_SCHEDULE_AHEAD_S,
+    MAX_URL_LENGTH,
+    MIN_DISPATCH_DEADLINE_S,
+    VIEW_FULL,
+    check_queue_name,
+    check_task_id,
+    duration_s,
+    new_task_id,
+    retry_from_pb,
+    set_duration,
+    set_timestamp,
+    timestamp_s,
+)
+from localcloud.tasks.errors import InvalidArgumentError
+from localcloud.tasks.model import HTTP_METHOD_POST, AttemptRecord, QueueConfig, TaskRecord
+
+_BODY_METHODS = frozenset({1, 4, 6})  # POST, PUT, PATCH
+_VALID_METHODS = range(1, 8)  # POST .. OPTIONS
+_HEADER_NAME_CHARS = frozenset(
+    "!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+)
+
+
+def task_from_request(
+    request: Any, queue: QueueConfig, now_s: float, max_task_bytes: int
+) -> TaskRecord:
+    """Validate a raw ``CreateTaskRequest`` for ``queue`` and return the new task.
+
+    ``now_s`` is the current time in seconds since the epoch; ``max_task_bytes``
+    is the largest accepted serialized task, in bytes.
+    """
+    parent = check_queue_name(request.parent)
+    if not request.HasField("task"):
+        raise InvalidArgumentError("CreateTaskRequest.task is required.")
+    task = request.task
+    name = _task_name(parent, task.name)
+    size = task.ByteSize()
+    if size > max_task_bytes:
+        raise InvalidArgumentError(
+            f"Task is {size} bytes; the maximum task size is {max_task_bytes} bytes."
+        )
+    kind = task.WhichOneof("message_type")
+    if kind == "app_engine_http_request":
+        raise InvalidArgumentError(
+            "App Engine tasks are not supported by the emulator; set http_request."
+        )
+    if kind != "http_request":
+        raise InvalidArgumentError("Task.http_request is required (with an http or https URL).")
+    http = task.http_request
+    _check_url(http.url)
+    method = http.http_method or HTTP_METHOD_POST
+    if method not in _VALID_METHODS:
+        raise InvalidArgumentError(f"Unknown http_method {method}.")
+    if http.body and method not in _BODY_METHODS:
+        raise InvalidArgumentError("A request body is allowed only for POST, PUT and PATCH.")
+    headers = dict(http.headers)
+    _check_headers(headers)
+    if http.HasField("oauth_token"):
+        raise InvalidArgumentError("oauth_token is not supported by the emulator; use oidc_token.")
+    oidc_email = oidc_audience = ""
+    if http.HasField("oidc_token"):
+        oidc_email = http.oidc_token.service_account_email
+        oidc_audience = http.oidc_token.audience
+        if not oidc_email:
+            raise InvalidArgumentError("oidc_token.service_account_email is required.")
+    schedule_s = now_s
+    if task.HasField("schedule_time"):
+        schedule_s = timestamp_s(task.schedule_time)
+        if schedule_s > now_s + MAX_SCHEDULE_AHEAD_S:
+            raise InvalidArgumentError("schedule_time must be at most 30 days in the future.")
+    deadline_s = DEFAULT_DISPATCH_DEADLINE_S
+    if task.HasField("dispatch_deadline"):
+        deadline_s = duration_s(task.dispatch_deadline)
+        if not MIN_DISPATCH_DEADLINE_S <= deadline_s <= MAX_DISPATCH_DEADLINE_S:
+            raise InvalidArgumentError(
+                f"dispatch_deadline must be between 15s and 1800s (30 min), got {deadline_s}s."
+            )
+    retry = queue.retry
+    if task.HasField("retry_config"):
+        retry = retry_from_pb(task.retry_config, queue.retry)
+    return TaskRecord(
+        name=name,
+        url=http.url,
+        http_method=method,
+        headers=headers,
+        body=bytes(http.body),
+        schedule_time_s=schedule_s,
+        create_time_s=float(int(now_s)),
+        dispatch_deadline_s=deadline_s,
+        retry=retry,
+        oidc_email=oidc_email,
+        oidc_audience=oidc_audience,
+    )
+
+
+def _task_name(parent: str, name: str) -> str:
+    if not name:
+        return f"{parent}/tasks/{new_task_id()}"
+    queue_name, sep, task_id = name.rpartition("/tasks/")
+    if not sep:
+        raise InvalidArgumentError(f"Invalid task name '{name}': expected {parent}/tasks/TASK_ID.")
+    if queue_name != parent:
+        raise InvalidArgumentError(
+            f"Task name '{name}' is not in the queue named by parent '{parent}'."
+        )
+    check_task_id(task_id)
+    return name
+
+
+def _check_url(url: str) -> None:
+    if not url:
+        raise InvalidArgumentError("http_request.url is required.")
+    if len(url) > MAX_URL_LENGTH:
+        raise InvalidArgumentError(f"http_request.url is longer than {MAX_URL_LENGTH} characters.")
+    try:
+        parts = urlsplit(url)
+    except ValueError as exc:
+        raise InvalidArgumentError(f"http_request.url '{url}' is not a valid URL: {exc}") from exc
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise InvalidArgumentError(
+            f"http_request.url '{url}' must be an absolute http:// or https:// URL with a host."
+        )
+
+
+def _check_headers(headers: dict[str, str]) -> None:
+    total = 0
+    for key, value in headers.items():
+        if not key or not _HEADER_NAME_CHARS.issuperset(key):
+            raise InvalidArgumentError(f"Invalid HTTP header name {key!r}.")
+        if "\r" in value or "\n" in value or "\0" in value:
+            raise InvalidArgumentError(f"HTTP header {key!r} has a line break or NUL in its value.")
+        total += len(key.encode()) + len(value.encode())
+    if total > MAX_HEADERS_BYTES:
+        raise InvalidArgumentError(
+            f"HTTP headers are {total} bytes; the maximum is {MAX_HEADERS_BYTES} bytes."
+        )
+
+
+def task_to_pb(task: TaskRecord, view: int, task_cls: Any) -> Any:
+    """Return ``task`` as a ``google.cloud.tasks.v2.Task`` message of ``task_cls``.
+
+    The BASIC view (the default) omits the request body, as the real service does;
+    ``view=VIEW_FULL`` includes it.
+    """
+    full = view == VIEW_FULL
+    pb = task_cls(
+        name=task.name,
+        dispatch_count=task.dispatch_count,
+        response_count=task.response_count,
+        view=view if full else 1,
+    )
+    http = pb.http_request
+    http.url = task.url
+    http.http_method = task.http_method
+    if task.headers:
+        http.headers.update(task.headers)
+    if full and task.body:
+        http.body = task.body
+    if task.oidc_email:
+        http.oidc_token.service_account_email = task.oidc_email
+        if task.oidc_audience:
+            http.oidc_token.audience = task.oidc_audience
+    set_timestamp(pb.schedule_time, task.schedule_time_s)
+    set_timestamp(pb.create_time, task.create_time_s)
+    set_duration(pb.dispatch_deadline, task.dispatch_deadline_s)
+    if task.first_attempt is not None:
+        set_timestamp(pb.first_attempt.dispatch_time, task.first_attempt.dispatch_time_s)
+    if task.last_attempt is not None:
+        _attempt_to_pb(task.last_attempt, pb.last_attempt)
+    return pb
+
+
+def _attempt_to_pb(attempt: AttemptRecord, pb: Any) -> None:
+    set_timestamp(pb.schedule_time, attempt.schedule_time_s)
+    set_timestamp(pb.dispatch_time, attempt.dispatch_time_s)
+    if attempt.response_time_s is not None:
+        set_timestamp(pb.response_time, attempt.response_time_s)
+    if attempt.response_code is not None:
+        pb.response_status.code = attempt.response_code
+        pb.response_status.message = attempt.response_message

@@ -1,0 +1,26 @@
+"""Serve a WSGI app over real HTTP on a free loopback port, in a thread."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from werkzeug.serving import make_server
+
+
+class ServerThread:
+    """A threaded werkzeug server for one app; ``url`` is its base URL."""
+
+    def __init__(self, app: Any) -> None:
+        self._server = make_server("127.0.0.1", 0, app, threaded=True)
+        self.url = f"http://127.0.0.1:{self._server.server_port}"
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    def __enter__(self) -> ServerThread:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=10)

@@ -1,0 +1,126 @@
+"""Fanout against the official Firestore emulator and the in-process Cloud Tasks emulator."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+
+import pytest
+import requests
+from google.cloud import firestore, tasks_v2
+from google.cloud.firestore_v1.base_query import FieldFilter
+
+from fanout.app import build_runner, create_app
+from fanout.config import FanoutConfig
+from localcloud.tasks.server import TasksEmulator
+from orders.clients import tasks_client
+from orders.schema import INVENTORY, ORDERS, OUTBOX
+from orders.settings import CloudSettings
+from tests.conftest import seed_orders
+from tests.receiver import receiver
+from tests.servers import ServerThread
+from worker.app import create_app as create_worker
+from worker.config import WorkerConfig
+
+
+@pytest.fixture
+def tasks_emulator() -> Iterator[TasksEmulator]:
+    emulator = TasksEmulator()
+    emulator.start()
+    try:
+        yield emulator
+    finally:
+        emulator.stop()
+
+
+def make_cloud(project: str, emulator: TasksEmulator, worker_url: str) -> CloudSettings:
+    cloud = CloudSettings(
+        project=project, worker_url=worker_url, tasks_emulator_host=emulator.address
+    )
+    tasks_client(cloud).create_queue(
+        parent=f"projects/{project}/locations/{cloud.location}",
+        queue=tasks_v2.Queue(name=cloud.queue_path),
+    )
+    return cloud
+
+
+def wait_for(condition: Callable[[], bool], timeout_s: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.1)
+
+
+def test_fanning_out_the_same_orders_twice_creates_each_task_once(
+    db: firestore.Client, project: str, tasks_emulator: TasksEmulator
+) -> None:
+    order_ids = seed_orders(db, 120)
+    with receiver() as (url, received):
+        cloud = make_cloud(project, tasks_emulator, url)
+        runner = build_runner(FanoutConfig(cloud=cloud, page_size=50, batches_in_flight=4))
+        first = runner.run("test")
+        assert (first.orders, first.tasks_created, first.deduplicated, first.failed) == (
+            120,
+            360,
+            0,
+            0,
+        )
+        assert first.pages == 3
+        statuses = {doc.get("status") for doc in db.collection(ORDERS).stream()}
+        assert statuses == {"queued"}
+        # A crash before the orders were marked would leave them pending: run again.
+        batch = db.batch()
+        for order_id in order_ids:
+            batch.update(db.collection(ORDERS).document(order_id), {"status": "pending"})
+        batch.commit()
+        second = runner.run("test")
+        assert (second.orders, second.tasks_created, second.deduplicated) == (120, 0, 360)
+        wait_for(lambda: tasks_emulator.stats()["succeeded"] >= 360)
+        time.sleep(0.3)  # any stray second delivery would arrive now
+        names = received.task_names()
+    assert len(names) == 360 and len(set(names)) == 360
+
+
+def test_a_run_with_nothing_pending_reports_zero(
+    db: firestore.Client, project: str, tasks_emulator: TasksEmulator
+) -> None:
+    cloud = make_cloud(project, tasks_emulator, "http://127.0.0.1:9")
+    summary = build_runner(FanoutConfig(cloud=cloud)).run("test")
+    assert (summary.orders, summary.tasks_created, summary.pages) == (0, 0, 0)
+    run = db.collection("fanout_runs").document(summary.run_id).get().to_dict()
+    assert run["state"] == "finished" and run["orders"] == 0
+
+
+def test_orders_complete_end_to_end_over_real_http(
+    db: firestore.Client, project: str, tasks_emulator: TasksEmulator
+) -> None:
+    order_ids = seed_orders(db, 90, skus=3)
+    taken: dict[str, int] = {}
+    for doc in db.collection(ORDERS).stream():
+        for item in doc.get("items"):
+            taken[item["sku"]] = taken.get(item["sku"], 0) + item["quantity"]
+    worker_config = WorkerConfig(cloud=CloudSettings(project=project), log_level="WARNING")
+    with ServerThread(create_worker(worker_config)) as worker:
+        cloud = make_cloud(project, tasks_emulator, worker.url)
+        fanout_app = create_app(FanoutConfig(cloud=cloud, page_size=40, log_level="WARNING"))
+        with ServerThread(fanout_app) as fanout:
+            answer = requests.post(
+                f"{fanout.url}/fanout", headers={"X-CloudScheduler": "true"}, timeout=60
+            )
+            assert answer.status_code == 200
+            summary = answer.json()
+            assert (summary["orders"], summary["tasks_created"], summary["trigger"]) == (
+                90,
+                270,
+                "scheduler",
+            )
+            completed = db.collection(ORDERS).where(filter=FieldFilter("status", "==", "completed"))
+            wait_for(lambda: completed.count().get()[0][0].value == 90)
+    orders = {doc.id: doc.to_dict() for doc in db.collection(ORDERS).stream()}
+    assert set(orders) == set(order_ids)
+    assert all(o["status"] == "completed" for o in orders.values())
+    assert all(o["fanout"]["runId"] == summary["run_id"] for o in orders.values())
+    assert len(list(db.collection(OUTBOX).stream())) == 180
+    for sku, quantity in taken.items():
+        assert db.collection(INVENTORY).document(sku).get().get("stock") == 1_000_000 - quantity
+    assert tasks_emulator.stats()["succeeded"] == 270

@@ -1,0 +1,700 @@
+"""The Cloud Tasks emulator, driven by the official google-cloud-tasks client over gRPC.
+
+Tasks target a small threaded HTTP receiver on 127.0.0.1 that records requests.
+"""
+
+from __future__ import annotations
+
+import datetime
+import itertools
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import google.auth.transport.requests
+import grpc
+import pytest
+from google.api_core import exceptions
+from google.cloud import tasks_v2
+from google.cloud.tasks_v2.services.cloud_tasks.transports import CloudTasksGrpcTransport
+from google.longrunning import operations_pb2
+from google.oauth2 import id_token
+from google.protobuf import duration_pb2, timestamp_pb2
+
+from localcloud.oidc import LocalIssuer
+from localcloud.tasks.server import TasksEmulator
+
+LOCATION = "projects/test-project/locations/us-central1"
+_queue_ids = itertools.count(1)
+
+
+# -- receiver ---------------------------------------------------------------------
+
+
+@dataclass
+class Received:
+    at_s: float
+    method: str
+    path: str
+    headers: dict[str, str]  # lower-cased names
+    header_names: list[str]
+    body: bytes
+
+
+class Receiver:
+    """Records requests; answers per path from a script of statuses (then 200)."""
+
+    def __init__(self) -> None:
+        self.requests: list[Received] = []
+        self.scripts: dict[str, list[int]] = {}
+        self.delay_s = 0.0
+        self.concurrent = 0
+        self.max_concurrent = 0
+        self.lock = threading.Lock()
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def _handle(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else b""
+                path = self.path.split("?", 1)[0]
+                with receiver.lock:
+                    receiver.concurrent += 1
+                    receiver.max_concurrent = max(receiver.max_concurrent, receiver.concurrent)
+                    receiver.requests.append(
+                        Received(
+                            time.time(),
+                            self.command,
+                            path,
+                            {k.lower(): v for k, v in self.headers.items()},
+                            list(self.headers.keys()),
+                            body,
+                        )
+                    )
+                    script = receiver.scripts.get(path)
+                    status = script.pop(0) if script else 200
+                try:
+                    if receiver.delay_s:
+                        time.sleep(receiver.delay_s)
+                    self.send_response(status)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                finally:
+                    with receiver.lock:
+                        receiver.concurrent -= 1
+
+            def do_POST(self) -> None:
+                self._handle()
+
+            def do_GET(self) -> None:
+                self._handle()
+
+            def do_PUT(self) -> None:
+                self._handle()
+
+            def do_DELETE(self) -> None:
+                self._handle()
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.thread = threading.Thread(
+            target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
+        self.thread.start()
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}{path}"
+
+    def at(self, path: str) -> list[Received]:
+        with self.lock:
+            return [r for r in self.requests if r.path == path]
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(5)
+
+
+def wait_for(predicate: Callable[[], bool], timeout_s: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        time.sleep(0.01)
+
+
+# -- fixtures ---------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def issuer() -> Iterator[LocalIssuer]:
+    with LocalIssuer() as started:
+        yield started
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    rec = Receiver()
+    yield rec
+    rec.close()
+
+
+@pytest.fixture
+def emulator(issuer: LocalIssuer) -> Iterator[TasksEmulator]:
+    emu = TasksEmulator(issuer=issuer, dispatch_threads=16)
+    emu.start()
+    yield emu
+    emu.stop()
+    leftover = [t.name for t in threading.enumerate() if t.name.startswith("tasks-")]
+    assert not leftover, f"threads left running: {leftover}"
+
+
+@pytest.fixture
+def client(emulator: TasksEmulator) -> Iterator[tasks_v2.CloudTasksClient]:
+    channel = grpc.insecure_channel(emulator.address)
+    yield tasks_v2.CloudTasksClient(transport=CloudTasksGrpcTransport(channel=channel))
+    channel.close()
+
+
+def make_queue(client: tasks_v2.CloudTasksClient, **settings: Any) -> tasks_v2.Queue:
+    queue: dict[str, Any] = {"name": f"{LOCATION}/queues/q-{next(_queue_ids)}"}
+    rate = {k: settings.pop(k) for k in list(settings) if k.startswith("max_") and "dispatch" in k}
+    if rate:
+        queue["rate_limits"] = rate
+    if settings:
+        queue["retry_config"] = {
+            k: (datetime.timedelta(seconds=v) if k.endswith("backoff") else v)
+            for k, v in settings.items()
+        }
+    return client.create_queue(parent=LOCATION, queue=queue)
+
+
+def http_task(name: str, url: str, **fields: Any) -> dict[str, Any]:
+    request: dict[str, Any] = {"url": url}
+    for key in ("body", "headers", "http_method", "oidc_token"):
+        if key in fields:
+            request[key] = fields.pop(key)
+    return {"name": name, "http_request": request, **fields}
+
+
+def later(seconds: float) -> timestamp_pb2.Timestamp:
+    ts = timestamp_pb2.Timestamp()
+    ts.FromDatetime(datetime.datetime.now(datetime.UTC) + datetime.timedelta(seconds=seconds))
+    return ts
+
+
+# -- queues -----------------------------------------------------------------------
+
+
+def test_queue_crud_and_defaults(client: tasks_v2.CloudTasksClient) -> None:
+    queue = make_queue(client)
+    assert queue.state == tasks_v2.Queue.State.RUNNING
+    assert queue.rate_limits.max_dispatches_per_second == 500
+    assert queue.rate_limits.max_concurrent_dispatches == 1000
+    assert queue.rate_limits.max_burst_size == 100
+    retry = queue.retry_config
+    assert retry.max_attempts == 100
+    assert retry.min_backoff == datetime.timedelta(seconds=0.1)
+    assert retry.max_backoff == datetime.timedelta(seconds=3600)
+    assert retry.max_doublings == 16
+    assert retry.max_retry_duration == datetime.timedelta(0)
+    assert client.get_queue(name=queue.name) == queue
+    assert queue.name in [q.name for q in client.list_queues(parent=LOCATION)]
+    with pytest.raises(exceptions.AlreadyExists):
+        client.create_queue(parent=LOCATION, queue={"name": queue.name})
+    client.delete_queue(name=queue.name)
+    with pytest.raises(exceptions.NotFound):
+        client.get_queue(name=queue.name)
+    with pytest.raises(exceptions.NotFound):
+        client.delete_queue(name=queue.name)
+
+
+def test_queue_settings_and_validation(client: tasks_v2.CloudTasksClient) -> None:
+    queue = make_queue(client, max_dispatches_per_second=10, max_attempts=5, min_backoff=0.5)
+    assert queue.rate_limits.max_burst_size == 2
+    assert queue.retry_config.max_attempts == 5
+    assert queue.retry_config.min_backoff == datetime.timedelta(seconds=0.5)
+    with pytest.raises(exceptions.InvalidArgument, match="max_dispatches_per_second"):
+        make_queue(client, max_dispatches_per_second=501)
+    with pytest.raises(exceptions.InvalidArgument, match="Invalid queue name"):
+        client.create_queue(parent=LOCATION, queue={"name": f"{LOCATION}/queues/bad_name"})
+
+
+# -- tasks ------------------------------------------------------------------------
+
+
+def test_create_get_list_delete_task(client: tasks_v2.CloudTasksClient, receiver: Receiver) -> None:
+    queue = make_queue(client)
+    url = receiver.url("/never")
+    created = client.create_task(
+        parent=queue.name,
+        task=http_task(f"{queue.name}/tasks/t-1", url, body=b"{}", schedule_time=later(3600)),
+    )
+    assert created.name == f"{queue.name}/tasks/t-1"
+    assert created.dispatch_deadline == datetime.timedelta(minutes=10)
+    assert created.create_time.timestamp() <= time.time()
+    assert (created.dispatch_count, created.response_count) == (0, 0)
+    assert created.http_request.url == url
+    assert created.http_request.http_method == tasks_v2.HttpMethod.POST
+    assert created.view == tasks_v2.Task.View.BASIC and created.http_request.body == b""
+    full = client.get_task(request={"name": created.name, "response_view": "FULL"})
+    assert full.http_request.body == b"{}" and full.view == tasks_v2.Task.View.FULL
+
+    generated = client.create_task(
+        parent=queue.name, task=http_task("", url, schedule_time=later(3600))
+    )
+    assert generated.name.startswith(f"{queue.name}/tasks/")
+    for i in range(3):
+        client.create_task(
+            parent=queue.name,
+            task=http_task(f"{queue.name}/tasks/p{i}", url, schedule_time=later(3600)),
+        )
+    pager = client.list_tasks(request={"parent": queue.name, "page_size": 2})
+    pages = list(pager.pages)
+    assert [len(p.tasks) for p in pages] == [2, 2, 1]
+    assert len({t.name for p in pages for t in p.tasks}) == 5
+
+    client.delete_task(name=created.name)
+    with pytest.raises(exceptions.NotFound):
+        client.get_task(name=created.name)
+    with pytest.raises(exceptions.NotFound):
+        client.delete_task(name=created.name)
+    assert receiver.at("/never") == []
+
+
+def test_already_exists_for_live_finished_and_deleted_names(
+    emulator: TasksEmulator, client: tasks_v2.CloudTasksClient, receiver: Receiver
+) -> None:
+    queue = make_queue(client)
+    live = http_task(f"{queue.name}/tasks/live", receiver.url("/x"), schedule_time=later(3600))
+    client.create_task(parent=queue.name, task=live)
+    with pytest.raises(exceptions.AlreadyExists):
+        client.create_task(parent=queue.name, task=live)
+    client.delete_task(name=live["name"])
+    with pytest.raises(exceptions.AlreadyExists):
+        client.create_task(parent=queue.name, task=live)
+
+    done = http_task(f"{queue.name}/tasks/done", receiver.url("/done"))
+    client.create_task(parent=queue.name, task=done)
+    wait_for(lambda: emulator.stats()["succeeded"] == 1)
+    with pytest.raises(exceptions.AlreadyExists):
+        client.create_task(parent=queue.name, task=done)
+    assert emulator.stats()["deduplicated"] == 3
+
+    emulator.reset_reservations()
+    client.create_task(parent=queue.name, task=live)
+    client.create_task(parent=queue.name, task=done)
+
+
+def test_reservation_expires(issuer: LocalIssuer, receiver: Receiver) -> None:
+    with TasksEmulator(issuer=issuer, reservation_s=0.2) as emulator:
+        channel = grpc.insecure_channel(emulator.address)
+        client = tasks_v2.CloudTasksClient(transport=CloudTasksGrpcTransport(channel=channel))
+        queue = make_queue(client)
+        task = http_task(f"{queue.name}/tasks/t", receiver.url("/x"), schedule_time=later(60))
+        client.create_task(parent=queue.name, task=task)
+        client.delete_task(name=task["name"])
+        with pytest.raises(exceptions.AlreadyExists):
+            client.create_task(parent=queue.name, task=task)
+        time.sleep(0.3)
+        client.create_task(parent=queue.name, task=task)
+        channel.close()
+
+
+def test_concurrent_creates_of_one_name(
+    client: tasks_v2.CloudTasksClient, receiver: Receiver
+) -> None:
+    queue = make_queue(client)
+    task = http_task(f"{queue.name}/tasks/same", receiver.url("/x"), schedule_time=later(60))
+    barrier = threading.Barrier(64)
+    outcomes: list[str] = []
+
+    def create() -> None:
+        barrier.wait()
+        try:
+            client.create_task(parent=queue.name, task=task)
+            outcomes.append("ok")
+        except exceptions.AlreadyExists:
+            outcomes.append("exists")
+
+    threads = [threading.Thread(target=create) for _ in range(64)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert sorted(outcomes) == ["exists"] * 63 + ["ok"]
+
+
+def test_batch_create_with_duplicate(client: tasks_v2.CloudTasksClient, receiver: Receiver) -> None:
+    queue = make_queue(client)
+    names = [f"{queue.name}/tasks/b{i}" for i in (0, 1, 0, 2)]
+    requests = [
+        {"parent": queue.name, "task": http_task(n, receiver.url("/b"), schedule_time=later(60))}
+        for n in names
+    ]
+    operation = client.batch_create_tasks(parent=queue.name, requests=requests)
+    result = operation.result(timeout=10)
+    assert [t.name for t in result.tasks] == [names[0], names[1], names[3]]
+    failed = operation.metadata.failed_requests
+    assert list(failed) == [2]
+    assert failed[2].code == 6 and "already exists" in failed[2].message
+    assert operation.metadata.state == tasks_v2.BatchCreateTasksMetadata.State.PARTIALLY_SUCCEEDED
+    again = client.transport.operations_client.get_operation(operation.operation.name)
+    assert again == operation.operation
+    with pytest.raises(exceptions.NotFound):
+        client.transport.operations_client.get_operation(f"{LOCATION}/operations/nope")
+
+    too_many = [{"parent": queue.name, "task": http_task("", receiver.url("/b"))}] * 101
+    with pytest.raises(exceptions.InvalidArgument, match="1 to 100 requests, got 101"):
+        client.batch_create_tasks(parent=queue.name, requests=too_many)
+
+
+def test_batch_create_request_id_is_idempotent(
+    client: tasks_v2.CloudTasksClient, receiver: Receiver
+) -> None:
+    queue = make_queue(client)
+    request = {
+        "parent": queue.name,
+        "request_id": "run-42",
+        "requests": [
+            {
+                "task": http_task(
+                    f"{queue.name}/tasks/r", receiver.url("/r"), schedule_time=later(60)
+                )
+            }
+        ],
+    }
+    first = client.batch_create_tasks(request=request)
+    second = client.batch_create_tasks(request=request)
+    assert first.operation.name == f"{LOCATION}/operations/run-42"
+    assert second.operation == first.operation
+    assert not second.metadata.failed_requests
+
+
+def test_invalid_tasks_are_rejected_with_precise_messages(
+    client: tasks_v2.CloudTasksClient, receiver: Receiver
+) -> None:
+    queue = make_queue(client)
+    url = receiver.url("/x")
+    cases: list[tuple[dict[str, Any], str]] = [
+        (http_task(f"{queue.name}/tasks/bad.id", url), "invalid characters"),
+        (http_task(f"{queue.name}/tasks/" + "a" * 501, url), "maximum is 500"),
+        (http_task(f"{LOCATION}/queues/other/tasks/t", url), "not in the queue"),
+        (http_task(f"{queue.name}/tasks/t", "ftp://example.com/x"), "http:// or https://"),
+        ({"name": f"{queue.name}/tasks/t"}, "http_request is required"),
+        (
+            http_task(
+                f"{queue.name}/tasks/t", url, dispatch_deadline=duration_pb2.Duration(seconds=5)
+            ),
+            "dispatch_deadline",
+        ),
+        (http_task(f"{queue.name}/tasks/t", url, http_method="GET", body=b"x"), "body"),
+    ]
+    for task, message in cases:
+        with pytest.raises(exceptions.InvalidArgument, match=message):
+            client.create_task(parent=queue.name, task=task)
+    with pytest.raises(exceptions.NotFound):
+        client.create_task(parent=f"{LOCATION}/queues/missing", task=http_task("", url))
+    op = client.batch_create_tasks(
+        parent=queue.name,
+        requests=[{"task": http_task(f"{queue.name}/tasks/bad.id", url)}],
+    )
+    assert op.metadata.failed_requests[0].code == 3
+    assert op.metadata.state == tasks_v2.BatchCreateTasksMetadata.State.FAILED
+
+
+# -- dispatch ---------------------------------------------------------------------
+
+
+def test_dispatch_headers(client: tasks_v2.CloudTasksClient, receiver: Receiver) -> None:
+    queue = make_queue(client)
+    plain = client.create_task(
+        parent=queue.name,
+        task=http_task(
+            f"{queue.name}/tasks/plain",
+            receiver.url("/plain"),
+            body=b"raw",
+            headers={"X-Custom": "v"},
+        ),
+    )
+    client.create_task(
+        parent=queue.name,
+        task=http_task(
+            f"{queue.name}/tasks/json",
+            receiver.url("/json"),
+            body=b"{}",
+            headers={"Content-Type": "application/json"},
+        ),
+    )
+    wait_for(lambda: len(receiver.at("/plain")) == 1 and len(receiver.at("/json")) == 1)
+    (got,) = receiver.at("/plain")
+    assert got.method == "POST" and got.body == b"raw"
+    h = got.headers
+    assert h["user-agent"] == "Google-Cloud-Tasks"
+    assert h["x-cloudtasks-queuename"] == queue.name.rsplit("/", 1)[-1]
+    assert h["x-cloudtasks-taskname"] == "plain"
+    assert h["x-cloudtasks-taskretrycount"] == "0"
+    assert h["x-cloudtasks-taskexecutioncount"] == "0"
+    assert float(h["x-cloudtasks-tasketa"]) == pytest.approx(
+        plain.schedule_time.timestamp(), abs=1e-3
+    )
+    assert h["x-custom"] == "v"
+    assert "content-type" not in h
+    assert "x-cloudtasks-taskpreviousresponse" not in h
+    assert "x-cloudtasks-taskretryreason" not in h
+    assert "authorization" not in h
+    assert receiver.at("/json")[0].headers["content-type"] == "application/json"
+
+
+def test_oidc_token_verifies_against_issuer_certs(
+    issuer: LocalIssuer, client: tasks_v2.CloudTasksClient, receiver: Receiver
+) -> None:
+    queue = make_queue(client)
+    email = "invoker@test-project.iam.gserviceaccount.com"
+    client.create_task(
+        parent=queue.name,
+        task=http_task(
+            f"{queue.name}/tasks/aud",
+            receiver.url("/aud?x=1"),
+            oidc_token={"service_account_email": email, "audience": "https://worker.example"},
+        ),
+    )
+    client.create_task(
+        parent=queue.name,
+        task=http_task(
+            f"{queue.name}/tasks/default",
+            receiver.url("/default"),
+            oidc_token={"service_account_email": email},
+        ),
+    )
+    wait_for(lambda: len(receiver.at("/aud")) == 1 and len(receiver.at("/default")) == 1)
+    request = google.auth.transport.requests.Request()
+    token = receiver.at("/aud")[0].headers["authorization"].removeprefix("Bearer ")
+    claims = id_token.verify_token(
+        token, request, audience="https://worker.example", certs_url=issuer.certs_url
+    )
+    assert claims["email"] == email and claims["email_verified"] is True
+    assert claims["iss"] == issuer.issuer_url
+    assert claims["sub"] == claims["azp"] and claims["sub"].isdigit()
+    assert claims["exp"] > claims["iat"]
+    with pytest.raises(ValueError):
+        id_token.verify_token(token, request, audience="https://other", certs_url=issuer.certs_url)
+    default_token = receiver.at("/default")[0].headers["authorization"].removeprefix("Bearer ")
+    claims = id_token.verify_token(
+        default_token, request, audience=receiver.url("/default"), certs_url=issuer.certs_url
+    )
+    assert claims["aud"] == receiver.url("/default")
+
+
+def test_retries_500_and_404_with_backoff_until_2xx(
+    emulator: TasksEmulator, client: tasks_v2.CloudTasksClient, receiver: Receiver
+) -> None:
+    queue = make_queue(client, min_backoff=0.05, max_backoff=1.0)
+    receiver.scripts["/flaky"] = [500, 404, 204]
+    name = f"{queue.name}/tasks/flaky"
+    client.create_task(parent=queue.name, task=http_task(name, receiver.url("/flaky")))
+    wait_for(lambda: emulator.stats()["succeeded"] == 1)
+    attempts = receiver.at("/flaky")
+    assert len(attempts) == 3
+    assert [a.headers["x-cloudtasks-taskretrycount"] for a in attempts] == ["0", "1", "2"]
+    assert [a.headers["x-cloudtasks-taskexecutioncount"] for a in attempts] == ["0", "0", "1"]
+    assert "x-cloudtasks-taskpreviousresponse" not in attempts[0].headers
+    assert [a.headers["x-cloudtasks-taskpreviousresponse"] for a in attempts[1:]] == ["500", "404"]
+    assert all(a.headers["x-cloudtasks-taskretryreason"] for a in attempts[1:])
+    gaps = [b.at_s - a.at_s for a, b in itertools.pairwise(attempts)]
+    assert gaps[0] >= 0.05 * 0.9 and gaps[1] >= 0.1 * 0.9
+    assert gaps[0] < 1.0 and gaps[1] < 1.0
+    eta = [float(a.headers["x-cloudtasks-tasketa"]) for a in attempts]
+    assert eta[1] - eta[0] >= 0.05 and eta[2] - eta[1] >= 0.1
+    with pytest.raises(exceptions.NotFound):
+        client.get_task(name=name)
+    stats = emulator.stats()
+    assert (stats["dispatches"], stats["retries"], stats["queued"]) == (3, 2, 0)
+
+
+def test_task_state_is_updated_between_attempts(
+    client: tasks_v2.CloudTasksClient, receiver: Receiver
+) -> None:
+    queue = make_queue(client, min_backoff=5.0, max_backoff=5.0)
+    receiver.scripts["/once"] = [503]
+    name = f"{queue.name}/tasks/once"
+    client.create_task(parent=queue.name, task=http_task(name, receiver.url("/once")))
+
+    def answered() -> bool:
+        return client.get_task(name=name).response_count == 1
+
+    wait_for(answered)
+    task = client.get_task(name=name)
+    assert task.dispatch_count == 1
+    assert task.first_attempt.dispatch_time.timestamp() > 0
+    assert task.last_attempt.response_status.code == 14  # UNAVAILABLE for HTTP 503
+    assert task.schedule_time.timestamp() > time.time() + 3
+
+
+def test_max_attempts_exhausted_deletes_task_and_reserves_name(
+    emulator: TasksEmulator, client: tasks_v2.CloudTasksClient, receiver: Receiver
+) -> None:
+    queue = make_queue(client, max_attempts=3, min_backoff=0.02, max_backoff=0.05)
+    receiver.scripts["/down"] = [500] * 10
+    task = http_task(f"{queue.name}/tasks/down", receiver.url("/down"))
+    client.create_task(parent=queue.name, task=task)
+    wait_for(lambda: emulator.stats()["exhausted"] == 1)
+    time.sleep(0.2)
+    assert len(receiver.at("/down")) == 3
+    with pytest.raises(exceptions.NotFound):
+        client.get_task(name=task["name"])
+    with pytest.raises(exceptions.AlreadyExists):
+        client.create_task(parent=queue.name, task=task)
+
+
+def test_schedule_time_is_honoured(client: tasks_v2.CloudTasksClient, receiver: Receiver) -> None:
+    queue = make_queue(client)
+    created = client.create_task(
+        parent=queue.name,
+        task=http_task(f"{queue.name}/tasks/eta", receiver.url("/eta"), schedule_time=later(0.4)),
+    )
+    wait_for(lambda: len(receiver.at("/eta")) == 1)
+    assert receiver.at("/eta")[0].at_s >= created.schedule_time.timestamp() - 0.01
+
+
+def test_rate_limit_is_honoured(client: tasks_v2.CloudTasksClient, receiver: Receiver) -> None:
+    queue = make_queue(client, max_dispatches_per_second=10)
+    burst = queue.rate_limits.max_burst_size
+    assert burst == 2
+    client.batch_create_tasks(
+        parent=queue.name,
+        requests=[
+            {"task": http_task(f"{queue.name}/tasks/r{i}", receiver.url("/rate"))}
+            for i in range(20)
+        ],
+    )
+    wait_for(lambda: len(receiver.at("/rate")) == 20, timeout_s=15)
+    times = sorted(r.at_s for r in receiver.at("/rate"))
+    # 20 dispatches with a bucket of 2 refilled at 10/s need at least 1.8 s.
+    assert times[-1] - times[0] >= (20 - burst) / 10 * 0.8
+    assert times[-1] - times[0] < 6.0
+    for i, start in enumerate(times):
+        in_window = sum(1 for t in times[i:] if t < start + 1.0)
+        assert in_window <= burst + 10 + 1
+
+
+def test_max_concurrent_dispatches_is_never_exceeded(
+    emulator: TasksEmulator, client: tasks_v2.CloudTasksClient, receiver: Receiver
+) -> None:
+    queue = make_queue(client, max_concurrent_dispatches=2)
+    receiver.delay_s = 0.15
+    client.batch_create_tasks(
+        parent=queue.name,
+        requests=[
+            {"task": http_task(f"{queue.name}/tasks/c{i}", receiver.url("/slow"))} for i in range(8)
+        ],
+    )
+    wait_for(lambda: emulator.stats()["succeeded"] == 8)
+    assert receiver.max_concurrent == 2
+
+
+def test_connection_refused_is_retried(
+    emulator: TasksEmulator, client: tasks_v2.CloudTasksClient
+) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        dead_url = f"http://127.0.0.1:{s.getsockname()[1]}/gone"
+    queue = make_queue(client, max_attempts=2, min_backoff=0.02)
+    client.create_task(parent=queue.name, task=http_task(f"{queue.name}/tasks/gone", dead_url))
+    wait_for(lambda: emulator.stats()["exhausted"] == 1)
+    assert emulator.stats()["dispatches"] == 2
+
+
+# -- command ----------------------------------------------------------------------
+
+
+def test_command_serves_until_sigterm(receiver: Receiver) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    code = "from localcloud.tasks.command import tasks_emulator; tasks_emulator()"
+    env = {**os.environ, "TASKS_EMULATOR_PORT": str(port)}
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code, "--dispatch-threads", "4"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+    )
+    try:
+        assert proc.stdout is not None
+        first = proc.stdout.readline()
+        second = proc.stdout.readline()
+        assert first.startswith(
+            f"Cloud Tasks emulator listening on 127.0.0.1:{port} (OIDC issuer http://127.0.0.1:"
+        )
+        assert second.strip() == f"export CLOUD_TASKS_EMULATOR_HOST=127.0.0.1:{port}"
+        channel = grpc.insecure_channel(f"127.0.0.1:{port}")
+        client = tasks_v2.CloudTasksClient(transport=CloudTasksGrpcTransport(channel=channel))
+        queue = make_queue(client)
+        client.create_task(parent=queue.name, task=http_task("", receiver.url("/cmd")))
+        wait_for(lambda: len(receiver.at("/cmd")) == 1)
+        channel.close()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            assert proc.wait(timeout=15) == 0
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+
+
+def test_operations_service_answers_get_operation_directly(emulator: TasksEmulator) -> None:
+    channel = grpc.insecure_channel(emulator.address)
+    get_operation = channel.unary_unary(
+        "/google.longrunning.Operations/GetOperation",
+        request_serializer=operations_pb2.GetOperationRequest.SerializeToString,
+        response_deserializer=operations_pb2.Operation.FromString,
+    )
+    with pytest.raises(grpc.RpcError) as info:
+        get_operation(operations_pb2.GetOperationRequest(name="x"), timeout=5)
+    assert info.value.code() == grpc.StatusCode.NOT_FOUND
+    channel.close()
+
+
+def test_deleting_a_queue_while_dispatching(
+    emulator: TasksEmulator, client: tasks_v2.CloudTasksClient, receiver: Receiver
+) -> None:
+    queue = make_queue(client, max_concurrent_dispatches=1)
+    receiver.delay_s = 0.2
+    client.batch_create_tasks(
+        parent=queue.name,
+        requests=[{"task": http_task("", receiver.url("/del"))} for _ in range(5)],
+    )
+    wait_for(lambda: len(receiver.at("/del")) == 1)
+    client.delete_queue(name=queue.name)
+    time.sleep(0.4)
+    assert len(receiver.at("/del")) == 1
+    with pytest.raises(exceptions.NotFound):
+        client.list_tasks(parent=queue.name)
+
+
+def test_stop_is_idempotent_and_context_manager_restarts(issuer: LocalIssuer) -> None:
+    emulator = TasksEmulator(issuer=issuer)
+    with emulator:
+        assert emulator.running and emulator.port > 0
+    assert not emulator.running
+    emulator.stop()
+    own = TasksEmulator()
+    own.start()
+    assert own.issuer.issuer_url.startswith("http://127.0.0.1:")
+    own.stop()
+    own.stop()
