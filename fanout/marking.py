@@ -1,11 +1,11 @@
 """Mark fanned-out orders ``queued``, without ever undoing a worker's progress.
 
 The worker may finish an order before fanout marks it, so each write carries a
-precondition on the ``update_time`` the page was read at; the writes go in one
+precondition on the ``update_time`` the order was read at; the writes go in one
 non-atomic BatchWrite call, so one failed precondition does not fail the rest.
-An order whose precondition failed is re-read in a transaction and marked only
-if it is still ``pending``; a finished one keeps its status and only gains the
-``fanout`` record.
+Orders whose precondition failed are read again (one batched read) and the
+round repeats: a still-``pending`` order is marked, a finished one keeps its
+status and only gains the ``fanout`` record. Nothing is locked.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from fanout.errors import MarkingError
 from orders.schema import OrderStatus
 
 BATCH_WRITE_LIMIT = 500  # writes per BatchWrite call
+MAX_ROUNDS = 10  # read-and-write rounds before giving up on orders that keep changing
 
 
 def mark_queued(
@@ -29,32 +30,45 @@ def mark_queued(
     fanout_fields: dict[str, Any],
 ) -> None:
     """Set ``status = queued`` and ``fanout = fanout_fields`` on each still-pending order."""
-    update = {"status": OrderStatus.QUEUED.value, "fanout": fanout_fields}
     for start in range(0, len(orders), BATCH_WRITE_LIMIT):
-        chunk = orders[start : start + BATCH_WRITE_LIMIT]
-        batch = BulkWriteBatch(client)
-        for snapshot in chunk:
-            option = client.write_option(last_update_time=snapshot.update_time)
-            batch.update(snapshot.reference, update, option=option)
-        response = batch.commit()
-        for snapshot, status in zip(chunk, response.status, strict=True):
-            if status.code == code_pb2.FAILED_PRECONDITION:
-                _mark_if_pending(client.transaction(), snapshot.reference, update)
-            elif status.code != code_pb2.OK:
-                raise MarkingError(f"marking {snapshot.id} queued failed: {status.message}")
+        chunk = list(orders[start : start + BATCH_WRITE_LIMIT])
+        for _ in range(MAX_ROUNDS):
+            changed = _write_round(client, chunk, fanout_fields)
+            if not changed:
+                break
+            chunk = list(client.get_all(changed))
+        else:
+            raise MarkingError(f"{len(chunk)} orders kept changing while being marked queued")
 
 
-@firestore.transactional  # type: ignore[untyped-decorator]
-def _mark_if_pending(
-    transaction: firestore.Transaction,
-    ref: firestore.DocumentReference,
-    update: dict[str, Any],
-) -> None:
-    snapshot = ref.get(transaction=transaction)
-    order = snapshot.to_dict() if snapshot.exists else None
-    if order is None:
-        return
-    if order.get("status") == OrderStatus.PENDING.value:
-        transaction.update(ref, update)
-    elif "fanout" not in order:  # the worker finished it first: still record which run queued it
-        transaction.update(ref, {"fanout": update["fanout"]})
+def _write_round(
+    client: firestore.Client,
+    snapshots: list[firestore.DocumentSnapshot],
+    fanout_fields: dict[str, Any],
+) -> list[firestore.DocumentReference]:
+    """Write each snapshot's update if it is unchanged; return the refs that had changed."""
+    batch = BulkWriteBatch(client)
+    written = []
+    for snapshot in snapshots:
+        order = snapshot.to_dict() if snapshot.exists else None
+        if order is None:
+            continue  # deleted meanwhile: nothing to mark
+        if order.get("status") == OrderStatus.PENDING.value:
+            update = {"status": OrderStatus.QUEUED.value, "fanout": fanout_fields}
+        elif "fanout" not in order:  # the worker finished it first: still record the run
+            update = {"fanout": fanout_fields}
+        else:
+            continue
+        option = client.write_option(last_update_time=snapshot.update_time)
+        batch.update(snapshot.reference, update, option=option)
+        written.append(snapshot)
+    if not written:
+        return []
+    response = batch.commit()
+    changed = []
+    for snapshot, status in zip(written, response.status, strict=True):
+        if status.code == code_pb2.FAILED_PRECONDITION:
+            changed.append(snapshot.reference)
+        elif status.code != code_pb2.OK:
+            raise MarkingError(f"marking order {snapshot.id} queued failed: {status.message}")
+    return changed

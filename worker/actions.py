@@ -1,7 +1,8 @@
-"""The action registry: what each action does inside the completing transaction.
+"""The action registry: what each action writes in the commit that records it done.
 
-An action only *adds writes* to the transaction that also marks it done, so its
-effect happens exactly when the action is recorded done, and never twice.
+An action only *adds writes* to the atomic commit that also creates its ledger
+entry, so its effect happens exactly when the action is recorded done, and
+never twice.
 Adding an action is one function here and one line in :data:`REGISTRY` (plus
 its name in ``orders.schema.ACTIONS`` so that fanout enqueues it).
 """
@@ -21,9 +22,9 @@ from worker.errors import PermanentTaskError
 
 @dataclass(frozen=True)
 class ActionContext:
-    """Everything an action may use: the open transaction, the client and the order."""
+    """Everything an action may use: the pending commit, the client and the order."""
 
-    transaction: firestore.Transaction
+    writes: firestore.WriteBatch
     client: firestore.Client
     order: dict[str, Any]
     payload: TaskPayload
@@ -41,7 +42,7 @@ def _write_outbox(ctx: ActionContext, kind: str, message: dict[str, Any]) -> Non
     """Create the outbox document; its must-not-exist precondition refuses a second one."""
     key = outbox_key(ctx.payload.order_id, ctx.payload.action)
     ref = ctx.client.collection(OUTBOX).document(key)
-    ctx.transaction.create(
+    ctx.writes.create(
         ref,
         {
             "kind": kind,
@@ -62,10 +63,10 @@ def send_confirmation(ctx: ActionContext) -> None:
 
 
 def update_inventory(ctx: ActionContext) -> None:
-    """Take each item's quantity off ``inventory/{sku}``, in the completing transaction."""
+    """Take each item's quantity off ``inventory/{sku}``, in the recording commit."""
     for sku, quantity in _items(ctx).items():
         ref = ctx.client.collection(INVENTORY).document(sku)
-        ctx.transaction.set(ref, {"stock": firestore.Increment(-quantity)}, merge=True)
+        ctx.writes.set(ref, {"stock": firestore.Increment(-quantity)}, merge=True)
 
 
 def notify_warehouse(ctx: ActionContext) -> None:

@@ -35,7 +35,7 @@ def create_app(config: WorkerConfig | None = None) -> Flask:
     configure_logging(config.log_level)
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = config.max_body_bytes
-    performer = Performer(firestore_client(config.cloud), config.transaction_attempts)
+    performer = Performer(firestore_client(config.cloud))
 
     @app.get("/healthz")
     def healthz() -> Response:

@@ -13,14 +13,11 @@ from orders.settings import CloudSettings, env_int, env_str
 class WorkerConfig:
     """What the worker needs: the shared cloud settings plus its own limits.
 
-    ``max_body_bytes`` caps a task body (bytes); ``transaction_attempts`` is how
-    many times one Firestore transaction is tried on contention before the
-    delivery is answered 503 for the queue to retry later.
+    ``max_body_bytes`` caps a task body (bytes).
     """
 
     cloud: CloudSettings = field(default_factory=CloudSettings)
     max_body_bytes: int = 64 * 1024
-    transaction_attempts: int = 10
     log_level: str = "INFO"
 
     @classmethod
@@ -30,8 +27,5 @@ class WorkerConfig:
         return cls(
             cloud=CloudSettings.from_env(env),
             max_body_bytes=env_int(env, "WORKER_MAX_BODY_BYTES", cls.max_body_bytes),
-            transaction_attempts=env_int(
-                env, "WORKER_TRANSACTION_ATTEMPTS", cls.transaction_attempts
-            ),
             log_level=env_str(env, "LOG_LEVEL", cls.log_level),
         )

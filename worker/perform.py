@@ -1,12 +1,12 @@
 """Perform one action of one order exactly once.
 
 Exactly once rests on a ledger document per (order, action),
-``orders/{orderId}/ledger/{action}``. One Firestore transaction reads that entry,
-returns early when it says done, lets the action add its writes, and records
-the entry and ``actions.{action}`` on the order as done. Only deliveries of the
-*same* task contend on the entry; the order document is written blindly (never
-read inside the transaction), so the three actions of one order never deadlock
-on it. A redelivered task, or two deliveries racing, change nothing twice.
+``orders/{orderId}/ledger/{action}``. One atomic commit *creates* that entry
+(a must-not-exist precondition), applies the action's writes and records
+``actions.{action}`` on the order as done. A redelivered task, or two deliveries
+racing, find the entry there: their commit is refused as a whole and changes
+nothing. No document is read and then written, so nothing holds a lock: the
+three actions of one order never contend, and the commit is one round trip.
 
 Completing the order is a separate, idempotent step run after every delivery
 (also an already-done one, so a crash between the two steps heals on
@@ -59,10 +59,9 @@ class Outcome(StrEnum):
 class Performer:
     """Runs actions against one Firestore client, built once per process."""
 
-    def __init__(self, client: firestore.Client, transaction_attempts: int) -> None:
-        """Use ``client`` and try each transaction up to ``transaction_attempts`` times."""
+    def __init__(self, client: firestore.Client) -> None:
+        """Use ``client`` for every delivery."""
         self._client = client
-        self._attempts = transaction_attempts
 
     def perform(self, payload: TaskPayload) -> Outcome:
         """Perform ``payload``'s action once; raise Permanent- or TransientTaskError otherwise."""
@@ -74,20 +73,14 @@ class Performer:
         order_ref = self._client.collection(ORDERS).document(payload.order_id)
         try:
             # The order's own fields (items, customer) do not change after creation,
-            # so they are read outside the transaction: no lock on the order document.
+            # so a plain read is enough: nothing locks the order document.
             snapshot = order_ref.get()
             if not snapshot.exists:
                 raise PermanentTaskError(f"order {payload.order_id!r} does not exist")
-            transaction = self._client.transaction(max_attempts=self._attempts)
-            order = snapshot.to_dict() or {}
-            outcome: Outcome = _record_action(transaction, self._client, order_ref, order, payload)
+            outcome = _record_action(self._client, order_ref, snapshot.to_dict() or {}, payload)
             _complete_order_if_done(self._client, order_ref)
         except _TRANSIENT as exc:
             raise TransientTaskError(f"Firestore is busy or unavailable: {exc}") from exc
-        except ValueError as exc:  # the client gives up on contention with a ValueError
-            if isinstance(exc.__cause__, gexc.GoogleAPICallError):
-                raise TransientTaskError(f"transaction kept conflicting: {exc}") from exc
-            raise
         return outcome
 
     def record_rejection(self, reason: str, detail: dict[str, Any]) -> None:
@@ -97,28 +90,26 @@ class Performer:
         )
 
 
-@firestore.transactional  # type: ignore[untyped-decorator]
 def _record_action(
-    transaction: firestore.Transaction,
     client: firestore.Client,
     order_ref: firestore.DocumentReference,
     order: dict[str, Any],
     payload: TaskPayload,
 ) -> Outcome:
-    entry_ref = order_ref.collection(LEDGER).document(payload.action)
-    entry = entry_ref.get(transaction=transaction)
-    if entry.exists and (entry.to_dict() or {}).get("state") == ActionState.DONE.value:
-        return Outcome.ALREADY_DONE
-    REGISTRY[payload.action](ActionContext(transaction, client, order, payload))
-    done = {
-        "state": ActionState.DONE.value,
-        "completedAt": firestore.SERVER_TIMESTAMP,
-        "generation": payload.generation,
-        "runId": payload.run_id,
-    }
-    transaction.set(entry_ref, done)
+    """Apply the action and record it done in one atomic commit, unless it already is."""
+    batch = client.batch()
+    batch.create(
+        order_ref.collection(LEDGER).document(payload.action),
+        {
+            "state": ActionState.DONE.value,
+            "completedAt": firestore.SERVER_TIMESTAMP,
+            "generation": payload.generation,
+            "runId": payload.run_id,
+        },
+    )
+    REGISTRY[payload.action](ActionContext(batch, client, order, payload))
     prefix = f"actions.{payload.action}"
-    transaction.update(
+    batch.update(
         order_ref,
         {
             f"{prefix}.state": ActionState.DONE.value,
@@ -127,6 +118,10 @@ def _record_action(
             f"{prefix}.generation": payload.generation,
         },
     )
+    try:
+        batch.commit()
+    except gexc.Conflict:  # ALREADY_EXISTS: the ledger entry was created before
+        return Outcome.ALREADY_DONE
     return Outcome.DONE
 
 
