@@ -27,6 +27,7 @@ def main() -> None:
     "--page-size",
     type=click.IntRange(1, 1000),
     envvar="FANOUT_PAGE_SIZE",
+    show_envvar=True,
     show_default=True,
     default=FanoutConfig.page_size,
     help="Orders read per Firestore page.",

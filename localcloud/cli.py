@@ -15,6 +15,7 @@ from localcloud.tasks.command import tasks_emulator
 
 EXIT_INCOMPLETE = 1  # the demo ran but not every order completed in time
 EXIT_SETUP = 2  # something the demo needs is missing or did not start
+EXIT_INTERRUPTED = 130  # Ctrl-C, as shells report it
 
 
 @click.group()
@@ -32,6 +33,7 @@ main.add_command(tasks_emulator, name="tasks-emulator")
     default=1000,
     show_default=True,
     envvar="DEMO_ORDERS",
+    show_envvar=True,
     help="Pending orders to seed and fan out.",
 )
 @click.option(
@@ -41,6 +43,7 @@ main.add_command(tasks_emulator, name="tasks-emulator")
     default=300.0,
     show_default=True,
     envvar="DEMO_TIMEOUT_SECONDS",
+    show_envvar=True,
     help="Seconds to wait for every order to complete.",
 )
 @click.option(
@@ -49,6 +52,7 @@ main.add_command(tasks_emulator, name="tasks-emulator")
     default=500.0,
     show_default=True,
     envvar="DEMO_MAX_DISPATCHES_PER_SECOND",
+    show_envvar=True,
     help="The queue's max_dispatches_per_second (Cloud Tasks allows at most 500).",
 )
 @click.option(
@@ -57,6 +61,7 @@ main.add_command(tasks_emulator, name="tasks-emulator")
     default=100,
     show_default=True,
     envvar="DEMO_MAX_CONCURRENT_DISPATCHES",
+    show_envvar=True,
     help="The queue's max_concurrent_dispatches.",
 )
 @click.option(
@@ -82,6 +87,9 @@ def demo(orders: int, timeout_s: float, rate: float, concurrency: int, json_outp
     except LocalCloudError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(EXIT_SETUP)
+    except KeyboardInterrupt:
+        click.echo("\ninterrupted: every process the demo started has been stopped", err=True)
+        sys.exit(EXIT_INTERRUPTED)
     _print_report(report, json_output)
 
 

@@ -10,8 +10,9 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -81,24 +82,24 @@ def _fan_out_and_wait(
     )
     progress = Progress(options.orders, "orders completed")
     started = time.monotonic()
-    with ThreadPoolExecutor(1) as pool:
-        call = pool.submit(_trigger, stack)
-        completed = 0
-        while completed < options.orders and time.monotonic() - started < options.timeout_s:
-            time.sleep(POLL_INTERVAL_S)
-            completed = int(completed_query.get()[0][0].value)
-            progress.update(completed)
-            if call.done() and call.exception() is not None:
-                break
-        progress.close()
-        summary = call.result()
+    call = _Call(lambda: _trigger(stack))  # a daemon thread: Ctrl-C never waits for it
+    completed = 0
+    while completed < options.orders and time.monotonic() - started < options.timeout_s:
+        time.sleep(POLL_INTERVAL_S)
+        completed = int(completed_query.get()[0][0].value)
+        progress.update(completed)
+        if call.failed():
+            break
+    progress.close()
+    # On a timeout the fan-out may still be running: report the emulator's counts then.
+    summary = call.result(timeout_s=max(0.0, options.timeout_s - (time.monotonic() - started)))
     seconds = time.monotonic() - started
     stats = stack.tasks.stats()
     return {
         "orders": options.orders,
         "completed": completed,
-        "tasks_created": int(summary.get("tasks_created", 0)),
-        "deduplicated": int(summary.get("deduplicated", 0)),
+        "tasks_created": int(summary.get("tasks_created", stats["tasks_created"])),
+        "deduplicated": int(summary.get("deduplicated", stats["deduplicated"])),
         "failed": int(summary.get("failed", 0)),
         "dispatches": int(stats.get("dispatches", 0)),
         "retries": int(stats.get("retries", 0)),
@@ -107,6 +108,33 @@ def _fan_out_and_wait(
         "orders_per_s": round(completed / seconds, 1) if seconds else 0.0,
         "run_id": summary.get("run_id", ""),
     }
+
+
+class _Call:
+    """Runs a function in a daemon thread and hands back its result or exception."""
+
+    def __init__(self, function: Callable[[], dict[str, Any]]) -> None:
+        self._result: dict[str, Any] | None = None
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, args=(function,), daemon=True)
+        self._thread.start()
+
+    def _run(self, function: Callable[[], dict[str, Any]]) -> None:
+        try:
+            self._result = function()
+        except BaseException as exc:  # handed to the caller by result()
+            self._error = exc
+
+    def failed(self) -> bool:
+        """Tell whether the call has ended with an exception."""
+        return not self._thread.is_alive() and self._error is not None
+
+    def result(self, timeout_s: float) -> dict[str, Any]:
+        """Wait up to ``timeout_s`` s; return the result ({} if unfinished) or raise its error."""
+        self._thread.join(timeout_s)
+        if self._error is not None:
+            raise self._error
+        return self._result or {}
 
 
 def _trigger(stack: LocalStack) -> dict[str, Any]:

@@ -1,0 +1,98 @@
+"""The `localcloud demo` command, run as a user runs it: a subprocess."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+LOCALCLOUD = str(Path(sys.executable).parent / "localcloud")
+
+
+def run_demo(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    environ = {k: v for k, v in os.environ.items() if k != "FIRESTORE_EMULATOR_HOST"}
+    return subprocess.run(
+        [LOCALCLOUD, "demo", *args],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        env=env or environ,
+    )
+
+
+def listening(host_port: str) -> bool:
+    host, port = host_port.rsplit(":", 1)
+    with socket.socket() as sock:
+        sock.settimeout(1)
+        return sock.connect_ex((host, int(port))) == 0
+
+
+def started_ports(stderr: str) -> list[str]:
+    return re.findall(r"(127\.0\.0\.1:\d+)", stderr)
+
+
+@pytest.mark.usefixtures("firestore_emulator")  # skips outside CI, fails in CI, when it is missing
+def test_demo_completes_every_order_and_stops_everything() -> None:
+    result = run_demo("--orders", "40", "--json")
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report["orders"] == report["completed"] == 40
+    assert report["tasks_created"] == 120 and report["deduplicated"] == 0
+    assert report["seconds"] > 0 and report["orders_per_s"] > 0
+    assert "orders completed" in result.stderr  # the progress display
+    ports = started_ports(result.stderr)
+    assert len(ports) == 4  # Firestore, Cloud Tasks, worker, fanout
+    assert not [p for p in ports if listening(p)], "a process outlived the demo"
+
+
+@pytest.mark.usefixtures("firestore_emulator")
+def test_demo_that_times_out_says_so_and_exits_non_zero() -> None:
+    result = run_demo("--orders", "400", "--timeout", "1", "--json")
+    assert result.returncode == 1, result.stderr[-3000:]
+    assert re.search(r"only \d+ of 400 orders completed within 1 s", result.stderr)
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report["completed"] < 400
+    assert not [p for p in started_ports(result.stderr) if listening(p)]
+
+
+def test_demo_without_the_firestore_emulator_says_how_to_install_it(tmp_path: Path) -> None:
+    env = {"PATH": str(tmp_path), "HOME": str(tmp_path)}  # no gcloud on this PATH
+    result = run_demo("--orders", "5", env=env)
+    assert result.returncode == 2
+    assert "not installed" in result.stderr and "apt-get install" in result.stderr
+
+
+@pytest.mark.usefixtures("firestore_emulator")
+def test_ctrl_c_stops_every_process_the_demo_started(tmp_path: Path) -> None:
+    output = tmp_path / "demo.out"
+    environ = {k: v for k, v in os.environ.items() if k != "FIRESTORE_EMULATOR_HOST"}
+    with open(output, "w") as sink:
+        demo = subprocess.Popen(
+            [LOCALCLOUD, "demo", "--orders", "3000"],
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            env=environ,
+        )
+        try:
+            deadline = time.monotonic() + 120
+            while "Seeding" not in output.read_text() and demo.poll() is None:
+                assert time.monotonic() < deadline, output.read_text()
+                time.sleep(0.2)
+            demo.send_signal(signal.SIGINT)
+            assert demo.wait(timeout=60) == 130
+        finally:
+            if demo.poll() is None:
+                demo.kill()
+                demo.wait()
+    text = output.read_text()
+    assert "interrupted" in text
+    ports = started_ports(text)
+    assert len(ports) == 4 and not [p for p in ports if listening(p)]
