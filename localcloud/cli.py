@@ -9,7 +9,7 @@ from types import FrameType
 import click
 
 from localcloud.demo import DemoOptions, dump, format_report, run_demo
-from localcloud.errors import DemoTimeoutError, EmulatorMissingError, LocalCloudError
+from localcloud.errors import DemoTimeoutError, LocalCloudError
 from localcloud.stack import StackOptions
 from localcloud.tasks.command import tasks_emulator
 
@@ -81,10 +81,7 @@ def demo(orders: int, timeout_s: float, rate: float, concurrency: int, json_outp
         _print_report(exc.report, json_output)
         click.echo(f"error: {exc}", err=True)
         sys.exit(EXIT_INCOMPLETE)
-    except EmulatorMissingError as exc:
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(EXIT_SETUP)
-    except LocalCloudError as exc:
+    except LocalCloudError as exc:  # e.g. EmulatorMissingError, with how to install it
         click.echo(f"error: {exc}", err=True)
         sys.exit(EXIT_SETUP)
     except KeyboardInterrupt:

@@ -10,10 +10,12 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import TypeVar
 
 from orders.errors import SettingsError
 
 DEFAULT_PROJECT = "order-fanout-local"
+N = TypeVar("N", int, float)
 
 
 def env_str(environ: Mapping[str, str], name: str, default: str) -> str:
@@ -24,27 +26,24 @@ def env_str(environ: Mapping[str, str], name: str, default: str) -> str:
 
 def env_int(environ: Mapping[str, str], name: str, default: int, minimum: int = 1) -> int:
     """Return ``environ[name]`` as an integer of at least ``minimum``, or ``default``."""
-    raw = environ.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise SettingsError(f"{name}={raw!r} is not an integer; set it to a whole number") from None
-    if value < minimum:
-        raise SettingsError(f"{name}={value} is below the minimum {minimum}")
-    return value
+    return _env_number(environ, name, default, minimum, int, "a whole number")
 
 
 def env_float(environ: Mapping[str, str], name: str, default: float, minimum: float = 0.0) -> float:
     """Return ``environ[name]`` as a float of at least ``minimum``, or ``default``."""
+    return _env_number(environ, name, default, minimum, float, "a number")
+
+
+def _env_number(
+    environ: Mapping[str, str], name: str, default: N, minimum: N, kind: type[N], expected: str
+) -> N:
     raw = environ.get(name, "").strip()
     if not raw:
         return default
     try:
-        value = float(raw)
+        value = kind(raw)
     except ValueError:
-        raise SettingsError(f"{name}={raw!r} is not a number") from None
+        raise SettingsError(f"{name}={raw!r} is not {expected}; set it to {expected}") from None
     if value < minimum:
         raise SettingsError(f"{name}={value} is below the minimum {minimum}")
     return value
