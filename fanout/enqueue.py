@@ -8,7 +8,6 @@ calls instead.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -108,16 +107,25 @@ class Enqueuer:
         except gexc.GoogleAPICallError as exc:
             reason = f"BatchCreateTasks failed: {exc}"
             return [CreateResult(Created.FAILED, reason)] * len(chunk)
-        # A batch where every request failed raises here; the metadata says why, per request.
-        with contextlib.suppress(gexc.GoogleAPICallError):
-            operation.result(timeout=self._timeout_s)
+        # Only what the operation reports is trusted: a task counts as created when it is
+        # in the response, as deduplicated when its request failed with ALREADY_EXISTS,
+        # and as failed otherwise, so its order stays pending for the next run.
+        try:
+            created = {task.name for task in operation.result(timeout=self._timeout_s).tasks}
+            unknown = "BatchCreateTasks did not report this task as created"
+        except (gexc.GoogleAPICallError, TimeoutError) as exc:
+            created = set()
+            unknown = f"BatchCreateTasks did not finish: {exc!r}"
         metadata = operation.metadata
-        if metadata is None:
-            return [CreateResult(Created.FAILED, "BatchCreateTasks returned no metadata")] * len(
-                chunk
-            )
-        failed = metadata.failed_requests
-        return [_from_status(failed[i]) if i in failed else _CREATED for i in range(len(chunk))]
+        failed = metadata.failed_requests if metadata is not None else {}
+        return [
+            _from_status(failed[i])
+            if i in failed
+            else _CREATED
+            if task.name in created
+            else CreateResult(Created.FAILED, unknown)
+            for i, task in enumerate(chunk)
+        ]
 
     def _create_one(self, task: tasks_v2.Task) -> CreateResult:
         try:

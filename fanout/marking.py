@@ -28,8 +28,13 @@ def mark_queued(
     client: firestore.Client,
     orders: Sequence[firestore.DocumentSnapshot],
     fanout_fields: dict[str, Any],
-) -> None:
-    """Set ``status = queued`` and ``fanout = fanout_fields`` on each still-pending order."""
+) -> list[str]:
+    """Set ``status = queued`` and ``fanout.*`` on each still-pending order.
+
+    Returns the ids of orders that kept changing for MAX_ROUNDS rounds and were
+    left as they were (their tasks exist, so the next run deduplicates them).
+    """
+    given_up: list[str] = []
     for start in range(0, len(orders), BATCH_WRITE_LIMIT):
         chunk = list(orders[start : start + BATCH_WRITE_LIMIT])
         for _ in range(MAX_ROUNDS):
@@ -38,7 +43,8 @@ def mark_queued(
                 break
             chunk = list(client.get_all(changed))
         else:
-            raise MarkingError(f"{len(chunk)} orders kept changing while being marked queued")
+            given_up.extend(snapshot.id for snapshot in chunk)
+    return given_up
 
 
 def _write_round(
@@ -48,15 +54,17 @@ def _write_round(
 ) -> list[firestore.DocumentReference]:
     """Write each snapshot's update if it is unchanged; return the refs that had changed."""
     batch = BulkWriteBatch(client)
+    # Dotted paths: fields under ``fanout`` that this run does not set (the generation) stay.
+    fanout_update = {f"fanout.{key}": value for key, value in fanout_fields.items()}
     written = []
     for snapshot in snapshots:
         order = snapshot.to_dict() if snapshot.exists else None
         if order is None:
             continue  # deleted meanwhile: nothing to mark
         if order.get("status") == OrderStatus.PENDING.value:
-            update = {"status": OrderStatus.QUEUED.value, "fanout": fanout_fields}
-        elif "fanout" not in order:  # the worker finished it first: still record the run
-            update = {"fanout": fanout_fields}
+            update = {"status": OrderStatus.QUEUED.value, **fanout_update}
+        elif "runId" not in (order.get("fanout") or {}):  # finished first: still record the run
+            update = fanout_update
         else:
             continue
         option = client.write_option(last_update_time=snapshot.update_time)

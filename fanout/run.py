@@ -72,27 +72,43 @@ class FanoutRunner:
         summary = RunSummary(run_id=_new_run_id(), trigger=trigger)
         started = time.monotonic()
         run_ref = self._db.collection(FANOUT_RUNS).document(summary.run_id)
-        run_ref.set(
-            {"trigger": trigger, "startedAt": firestore.SERVER_TIMESTAMP, "state": "running"}
-        )
+        now = firestore.SERVER_TIMESTAMP
+        run_ref.set({"trigger": trigger, "startedAt": now, "state": "running"})
+        try:
+            self._run_pages(summary)
+        except Exception as exc:
+            summary.seconds = round(time.monotonic() - started, 3)
+            record = {k: v for k, v in summary.to_dict().items() if k != "run_id"}
+            run_ref.set(
+                {**record, "state": "failed", "error": repr(exc), "finishedAt": now}, merge=True
+            )
+            raise
+        summary.seconds = round(time.monotonic() - started, 3)
+        record = {k: v for k, v in summary.to_dict().items() if k != "run_id"}
+        run_ref.set({**record, "state": "finished", "finishedAt": now}, merge=True)
+        log.info("fan-out finished", extra={"runId": summary.run_id, **record})
+        return summary
+
+    def _run_pages(self, summary: RunSummary) -> None:
+        """Page, create and mark, overlapping the three (see the module docstring)."""
+        fields = {"runId": summary.run_id, "queuedAt": firestore.SERVER_TIMESTAMP}
         with ThreadPoolExecutor(2, thread_name_prefix="fanout-run") as pool:
-            marking: Future[None] | None = None
+            marking: Future[list[str]] | None = None
             for page in _read_ahead(pool, pending_pages(self._db, self._page_size)):
                 ready = self._fan_out_page(page, summary)
                 if marking is not None:
-                    marking.result()
-                fields = {"runId": summary.run_id, "queuedAt": firestore.SERVER_TIMESTAMP}
+                    self._note_unmarked(marking.result(), summary)
                 marking = pool.submit(mark_queued, self._db, ready, fields)
                 summary.queued += len(ready)
             if marking is not None:
-                marking.result()
-        summary.seconds = round(time.monotonic() - started, 3)
-        record = {k: v for k, v in summary.to_dict().items() if k != "run_id"}
-        run_ref.set(
-            {**record, "state": "finished", "finishedAt": firestore.SERVER_TIMESTAMP}, merge=True
-        )
-        log.info("fan-out finished", extra={"runId": summary.run_id, **record})
-        return summary
+                self._note_unmarked(marking.result(), summary)
+
+    @staticmethod
+    def _note_unmarked(order_ids: list[str], summary: RunSummary) -> None:
+        """Count orders whose tasks exist but that could not be marked queued this run."""
+        summary.queued -= len(order_ids)
+        for order_id in order_ids:
+            _add_failure(summary, order_id, "kept changing while being marked queued; left pending")
 
     def _fan_out_page(self, page: PageOfOrders, summary: RunSummary) -> PageOfOrders:
         """Create the page's tasks; return the orders whose every task now exists."""
@@ -118,10 +134,15 @@ class FanoutRunner:
                 summary.failed += 1
                 broken.setdefault(owner, result.reason)
         for order_id, reason in broken.items():
-            if len(summary.failures) < MAX_LISTED_FAILURES:
-                summary.failures.append({"orderId": order_id, "reason": reason})
-            log.error("order not queued: %s", reason, extra={"orderId": order_id})
+            _add_failure(summary, order_id, reason)
         return [s for s in page if s.id not in broken]
+
+
+def _add_failure(summary: RunSummary, order_id: str, reason: str) -> None:
+    """List an order that was not queued (up to MAX_LISTED_FAILURES) and log it."""
+    if len(summary.failures) < MAX_LISTED_FAILURES:
+        summary.failures.append({"orderId": order_id, "reason": reason})
+    log.error("order not queued: %s", reason, extra={"orderId": order_id})
 
 
 def _read_ahead(pool: ThreadPoolExecutor, pages: Iterator[PageOfOrders]) -> Iterator[PageOfOrders]:

@@ -73,6 +73,7 @@ main.add_command(tasks_emulator, name="tasks-emulator")
 def demo(orders: int, timeout_s: float, rate: float, concurrency: int, json_output: bool) -> None:
     """Start everything, fan out ORDERS orders, wait for completion, report, stop."""  # fmt: skip
     signal.signal(signal.SIGTERM, _exit_on_signal)
+    signal.signal(signal.SIGHUP, _exit_on_signal)  # the terminal closed
     stack = StackOptions(max_dispatches_per_second=rate, max_concurrent_dispatches=concurrency)
     options = DemoOptions(orders=orders, timeout_s=timeout_s, json_output=json_output, stack=stack)
     try:
@@ -98,5 +99,5 @@ def _print_report(report: dict[str, object], json_output: bool) -> None:
 
 
 def _exit_on_signal(signum: int, frame: FrameType | None) -> None:
-    """Turn SIGTERM into SystemExit, so every ``finally`` stops its processes."""
+    """Turn SIGTERM or SIGHUP into SystemExit, so every ``finally`` stops its processes."""
     raise SystemExit(128 + signum)

@@ -51,9 +51,9 @@ def run_demo(options: DemoOptions) -> dict[str, Any]:
     stack.start()
     try:
         # This process is the launcher: its own clients talk to the emulator it started.
-        os.environ["FIRESTORE_EMULATOR_HOST"] = stack.firestore.host_port
+        os.environ["FIRESTORE_EMULATOR_HOST"] = stack.firestore_host
         db = firestore.Client(project=options.stack.project)
-        echo(f"  Firestore emulator  {stack.firestore.host_port}")
+        echo(f"  Firestore emulator  {stack.firestore_host}")
         echo(f"  Cloud Tasks emulator {stack.tasks.address}")
         echo(f"  worker  {stack.worker_url}\n  fanout  {stack.fanout_url}")
         echo(f"Seeding {options.orders} pending orders ...")

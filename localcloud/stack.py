@@ -7,11 +7,16 @@ local cloud never imports them.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import signal
 import sys
 import tempfile
-from dataclasses import dataclass
+import threading
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from google.cloud import tasks_v2
@@ -23,6 +28,7 @@ from localcloud.tasks.server import TasksEmulator
 from orders.clients import tasks_client
 from orders.settings import CloudSettings
 
+_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 GUNICORN_TIMEOUT_S = 120  # longer than the tasks' dispatch deadline (CloudSettings, 60 s)
 SERVICE_START_TIMEOUT_S = 60.0
 
@@ -31,7 +37,7 @@ SERVICE_START_TIMEOUT_S = 60.0
 class StackOptions:
     """How to run the stack: project, queue limits (dispatches per second) and workers."""
 
-    project: str = "order-fanout-demo"
+    project: str = field(default_factory=lambda: f"order-fanout-demo-{uuid.uuid4().hex[:8]}")
     location: str = "us-central1"
     queue: str = "order-actions"
     max_dispatches_per_second: float = 500.0
@@ -47,11 +53,18 @@ class LocalStack:
         """Describe the stack; :meth:`start` runs it. Logs go to a fresh temporary folder."""
         self.options = options
         self.log_dir = Path(tempfile.mkdtemp(prefix="order-fanout-"))
+        # An emulator the user already runs (FIRESTORE_EMULATOR_HOST) is used, not started.
+        self.external_firestore = os.environ.get("FIRESTORE_EMULATOR_HOST", "")
         self.firestore = FirestoreEmulator(log_dir=self.log_dir)
         self.tasks = TasksEmulator()
         self.worker_url = ""
         self.fanout_url = ""
         self._services: list[ManagedProcess] = []
+
+    @property
+    def firestore_host(self) -> str:
+        """``host:port`` of the Firestore emulator in use."""
+        return self.external_firestore or self.firestore.host_port
 
     @property
     def cloud(self) -> CloudSettings:
@@ -67,7 +80,8 @@ class LocalStack:
     def start(self) -> None:
         """Start everything; on any failure stop what was started and re-raise."""
         try:
-            self.firestore.start()
+            if not self.external_firestore:
+                self.firestore.start()
             self.tasks.start()
             self.worker_url = f"http://127.0.0.1:{free_port()}"
             self._create_queue()
@@ -78,12 +92,18 @@ class LocalStack:
             raise
 
     def stop(self) -> None:
-        """Stop the services, then the emulators (each process group as a whole)."""
-        for service in reversed(self._services):
-            service.stop()
-        self._services.clear()
-        self.tasks.stop()
-        self.firestore.stop()
+        """Stop the services, then the emulators (each process group as a whole).
+
+        A second Ctrl-C (or SIGTERM, SIGHUP) while stopping is ignored, so that
+        every part is stopped even when the user is impatient.
+        """
+        with _signals_ignored():
+            with contextlib.ExitStack() as stops:  # each stop runs even if one before it fails
+                stops.callback(self.firestore.stop)
+                stops.callback(self.tasks.stop)
+                for service in self._services:
+                    stops.callback(service.stop)
+            self._services.clear()
 
     def remove_logs(self) -> None:
         """Delete the log folder (after a successful run)."""
@@ -99,7 +119,7 @@ class LocalStack:
             "TASKS_LOCATION": cloud.location,
             "TASKS_QUEUE": cloud.queue,
             "WORKER_URL": cloud.worker_url,
-            "FIRESTORE_EMULATOR_HOST": self.firestore.host_port,
+            "FIRESTORE_EMULATOR_HOST": self.firestore_host,
             "CLOUD_TASKS_EMULATOR_HOST": cloud.tasks_emulator_host,
         }
 
@@ -139,3 +159,17 @@ class LocalStack:
                 ),
             ),
         )
+
+
+@contextlib.contextmanager
+def _signals_ignored() -> Iterator[None]:
+    """Ignore SIGINT, SIGTERM and SIGHUP inside the block (main thread only)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {sig: signal.signal(sig, signal.SIG_IGN) for sig in _STOP_SIGNALS}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)

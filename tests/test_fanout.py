@@ -12,6 +12,7 @@ from google.cloud.firestore_v1.base_query import FieldFilter
 
 from fanout.app import build_runner, create_app
 from fanout.config import FanoutConfig
+from fanout.marking import mark_queued
 from localcloud.tasks.server import TasksEmulator
 from orders.clients import tasks_client
 from orders.schema import INVENTORY, ORDERS, OUTBOX
@@ -124,3 +125,19 @@ def test_orders_complete_end_to_end_over_real_http(
     for sku, quantity in taken.items():
         assert db.collection(INVENTORY).document(sku).get().get("stock") == 1_000_000 - quantity
     assert tasks_emulator.stats()["succeeded"] == 270
+
+
+def test_marking_never_undoes_a_finished_order_and_keeps_the_generation(
+    db: firestore.Client,
+) -> None:
+    first, second, third = seed_orders(db, 3)
+    orders = db.collection(ORDERS)
+    orders.document(third).update({"fanout": {"generation": 2}})
+    snapshots = [orders.document(i).get() for i in (first, second, third)]
+    # The worker finishes the second order after the page was read, before it is marked.
+    orders.document(second).update({"status": "completed"})
+    assert mark_queued(db, snapshots, {"runId": "run-7"}) == []
+    marked = {i: orders.document(i).get().to_dict() for i in (first, second, third)}
+    assert marked[first]["status"] == "queued" and marked[first]["fanout"] == {"runId": "run-7"}
+    assert marked[second]["status"] == "completed" and marked[second]["fanout"]["runId"] == "run-7"
+    assert marked[third]["fanout"] == {"generation": 2, "runId": "run-7"}

@@ -120,7 +120,7 @@ def _record_action(
     )
     try:
         batch.commit()
-    except gexc.Conflict:  # ALREADY_EXISTS: the ledger entry was created before
+    except gexc.AlreadyExists:  # the ledger entry was created before (not Aborted: retry that)
         return Outcome.ALREADY_DONE
     return Outcome.DONE
 
