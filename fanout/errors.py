@@ -5,9 +5,5 @@ class FanoutError(Exception):
     """Raised when a fan-out cannot run; the root of this package."""
 
 
-class EnqueueError(FanoutError):
-    """Raised when Cloud Tasks refuses a whole batch for a reason retrying cannot fix."""
-
-
 class MarkingError(FanoutError):
     """Raised when Firestore refuses to mark an order ``queued`` for a non-retryable reason."""

@@ -60,7 +60,10 @@ def decode_order_id(encoded: str) -> str:
             i += 1
         else:
             raise TaskIdError(f"character {char!r} at position {i} is not in the encoding")
-    return out.decode("utf-8")
+    try:
+        return out.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise TaskIdError(f"{encoded!r} does not decode to UTF-8 text: {exc}") from None
 
 
 def task_id(order_id: str, action: str, generation: int) -> str:
