@@ -72,22 +72,30 @@ class FanoutRunner:
         summary = RunSummary(run_id=_new_run_id(), trigger=trigger)
         started = time.monotonic()
         run_ref = self._db.collection(FANOUT_RUNS).document(summary.run_id)
-        now = firestore.SERVER_TIMESTAMP
-        run_ref.set({"trigger": trigger, "startedAt": now, "state": "running"})
+        run_ref.set(
+            {"trigger": trigger, "startedAt": firestore.SERVER_TIMESTAMP, "state": "running"}
+        )
         try:
             self._run_pages(summary)
         except Exception as exc:
-            summary.seconds = round(time.monotonic() - started, 3)
-            record = {k: v for k, v in summary.to_dict().items() if k != "run_id"}
-            run_ref.set(
-                {**record, "state": "failed", "error": repr(exc), "finishedAt": now}, merge=True
-            )
+            self._record_end(run_ref, summary, started, {"state": "failed", "error": repr(exc)})
             raise
-        summary.seconds = round(time.monotonic() - started, 3)
-        record = {k: v for k, v in summary.to_dict().items() if k != "run_id"}
-        run_ref.set({**record, "state": "finished", "finishedAt": now}, merge=True)
+        record = self._record_end(run_ref, summary, started, {"state": "finished"})
         log.info("fan-out finished", extra={"runId": summary.run_id, **record})
         return summary
+
+    @staticmethod
+    def _record_end(
+        run_ref: firestore.DocumentReference,
+        summary: RunSummary,
+        started: float,
+        outcome: dict[str, str],
+    ) -> dict[str, Any]:
+        """Store the run's counts and ``outcome`` in its run record; return the counts."""
+        summary.seconds = round(time.monotonic() - started, 3)
+        record = {k: v for k, v in summary.to_dict().items() if k != "run_id"}
+        run_ref.set({**record, **outcome, "finishedAt": firestore.SERVER_TIMESTAMP}, merge=True)
+        return record
 
     def _run_pages(self, summary: RunSummary) -> None:
         """Page, create and mark, overlapping the three (see the module docstring)."""

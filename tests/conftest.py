@@ -19,6 +19,7 @@ from google.cloud import firestore
 from localcloud.errors import LocalCloudError
 from localcloud.firestore_emulator import FirestoreEmulator
 from orders.schema import INVENTORY, ORDERS, new_order
+from tests.receiver import Receiver
 
 
 @pytest.fixture(scope="session")
@@ -41,6 +42,14 @@ def firestore_emulator() -> Iterator[str]:
     finally:
         del os.environ["FIRESTORE_EMULATOR_HOST"]
         emulator.stop()
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    """Return a recording HTTP task target, closed after the test."""
+    started = Receiver()
+    yield started
+    started.close()
 
 
 @pytest.fixture

@@ -1,50 +1,109 @@
-"""An HTTP task target that records what it receives and answers a fixed status."""
+"""An HTTP task target on a free loopback port that records what it receives.
+
+It answers per path from a script of statuses (then 200), optionally after a
+delay, and tracks how many requests it serves at once.
+"""
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass, field
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 
 @dataclass
 class Received:
-    """What the receiver saw: one (headers, body) per request."""
+    at_s: float
+    method: str
+    path: str
+    headers: dict[str, str]  # lower-cased names
+    header_names: list[str]
+    body: bytes
 
-    requests: list[tuple[dict[str, str], bytes]] = field(default_factory=list)
-    lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def task_names(self) -> list[str]:
+class Receiver:
+    """Records requests; answers per path from a script of statuses (then 200)."""
+
+    def __init__(self) -> None:
+        self.requests: list[Received] = []
+        self.scripts: dict[str, list[int]] = {}
+        self.delay_s = 0.0
+        self.concurrent = 0
+        self.max_concurrent = 0
+        self.lock = threading.Lock()
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def _handle(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else b""
+                path = self.path.split("?", 1)[0]
+                with receiver.lock:
+                    receiver.concurrent += 1
+                    receiver.max_concurrent = max(receiver.max_concurrent, receiver.concurrent)
+                    receiver.requests.append(
+                        Received(
+                            time.time(),
+                            self.command,
+                            path,
+                            {k.lower(): v for k, v in self.headers.items()},
+                            list(self.headers.keys()),
+                            body,
+                        )
+                    )
+                    script = receiver.scripts.get(path)
+                    status = script.pop(0) if script else 200
+                try:
+                    if receiver.delay_s:
+                        time.sleep(receiver.delay_s)
+                    self.send_response(status)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                finally:
+                    with receiver.lock:
+                        receiver.concurrent -= 1
+
+            def do_POST(self) -> None:
+                self._handle()
+
+            def do_GET(self) -> None:
+                self._handle()
+
+            def do_PUT(self) -> None:
+                self._handle()
+
+            def do_DELETE(self) -> None:
+                self._handle()
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.thread = threading.Thread(
+            target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
+        self.thread.start()
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}{path}"
+
+    def at(self, path: str) -> list[Received]:
         with self.lock:
-            return [headers.get("X-CloudTasks-TaskName", "") for headers, _ in self.requests]
+            return [r for r in self.requests if r.path == path]
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(5)
 
 
-@contextmanager
-def receiver(status: int = 200) -> Iterator[tuple[str, Received]]:
-    """Yield (base URL, Received) of a threaded HTTP server on a free loopback port."""
-    received = Received()
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-            with received.lock:
-                received.requests.append((dict(self.headers.items()), body))
-            self.send_response(status)
-            self.send_header("Content-Length", "0")
-            self.end_headers()
-
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}", received
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=10)
+def wait_for(predicate: Callable[[], bool], timeout_s: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        time.sleep(0.01)

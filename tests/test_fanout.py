@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import pytest
 import requests
@@ -18,7 +18,7 @@ from orders.clients import tasks_client
 from orders.schema import INVENTORY, ORDERS, OUTBOX
 from orders.settings import CloudSettings
 from tests.conftest import seed_orders
-from tests.receiver import receiver
+from tests.receiver import Receiver, wait_for
 from tests.servers import ServerThread
 from worker.app import create_app as create_worker
 from worker.config import WorkerConfig
@@ -45,40 +45,32 @@ def make_cloud(project: str, emulator: TasksEmulator, worker_url: str) -> CloudS
     return cloud
 
 
-def wait_for(condition: Callable[[], bool], timeout_s: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.1)
-
-
 def test_fanning_out_the_same_orders_twice_creates_each_task_once(
-    db: firestore.Client, project: str, tasks_emulator: TasksEmulator
+    db: firestore.Client, project: str, tasks_emulator: TasksEmulator, receiver: Receiver
 ) -> None:
     order_ids = seed_orders(db, 120)
-    with receiver() as (url, received):
-        cloud = make_cloud(project, tasks_emulator, url)
-        runner = build_runner(FanoutConfig(cloud=cloud, page_size=50, batches_in_flight=4))
-        first = runner.run("test")
-        assert (first.orders, first.tasks_created, first.deduplicated, first.failed) == (
-            120,
-            360,
-            0,
-            0,
-        )
-        assert first.pages == 3
-        statuses = {doc.get("status") for doc in db.collection(ORDERS).stream()}
-        assert statuses == {"queued"}
-        # A crash before the orders were marked would leave them pending: run again.
-        batch = db.batch()
-        for order_id in order_ids:
-            batch.update(db.collection(ORDERS).document(order_id), {"status": "pending"})
-        batch.commit()
-        second = runner.run("test")
-        assert (second.orders, second.tasks_created, second.deduplicated) == (120, 0, 360)
-        wait_for(lambda: tasks_emulator.stats()["succeeded"] >= 360)
-        time.sleep(0.3)  # any stray second delivery would arrive now
-        names = received.task_names()
+    cloud = make_cloud(project, tasks_emulator, receiver.url(""))
+    runner = build_runner(FanoutConfig(cloud=cloud, page_size=50, batches_in_flight=4))
+    first = runner.run("test")
+    assert (first.orders, first.tasks_created, first.deduplicated, first.failed) == (
+        120,
+        360,
+        0,
+        0,
+    )
+    assert first.pages == 3
+    statuses = {doc.get("status") for doc in db.collection(ORDERS).stream()}
+    assert statuses == {"queued"}
+    # A crash before the orders were marked would leave them pending: run again.
+    batch = db.batch()
+    for order_id in order_ids:
+        batch.update(db.collection(ORDERS).document(order_id), {"status": "pending"})
+    batch.commit()
+    second = runner.run("test")
+    assert (second.orders, second.tasks_created, second.deduplicated) == (120, 0, 360)
+    wait_for(lambda: tasks_emulator.stats()["succeeded"] >= 360, timeout_s=60)
+    time.sleep(0.3)  # any stray second delivery would arrive now
+    names = [r.headers["x-cloudtasks-taskname"] for r in receiver.at("/tasks")]
     assert len(names) == 360 and len(set(names)) == 360
 
 
@@ -116,7 +108,7 @@ def test_orders_complete_end_to_end_over_real_http(
                 "scheduler",
             )
             completed = db.collection(ORDERS).where(filter=FieldFilter("status", "==", "completed"))
-            wait_for(lambda: completed.count().get()[0][0].value == 90)
+            wait_for(lambda: completed.count().get()[0][0].value == 90, timeout_s=60)
     orders = {doc.id: doc.to_dict() for doc in db.collection(ORDERS).stream()}
     assert set(orders) == set(order_ids)
     assert all(o["status"] == "completed" for o in orders.values())
