@@ -1,47 +1,209 @@
-"""The ``fanout`` command: run a fan-out by hand (a backfill) against the configured cloud."""
+"""The ``fanout`` command: backfills by hand, and triggering a deployed fanout service.
+
+Exit status: 0 when every selected order was handled, 1 when any order failed
+(or the service answered with an error), 2 for bad arguments or settings, 3 when
+another run holds the fan-out lease or the run to resume does not exist.
+"""
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import json
 import sys
+from typing import Any
 
 import click
 
 from fanout.config import FanoutConfig
-from fanout.run import FanoutRunner
+from fanout.errors import FanoutError, LeaseHeldError, RunNotFoundError
+from fanout.params import Duration, Instant
+from fanout.selection import SELECTABLE, Selection
+from fanout.summary import RunSummary
 from orders.errors import SettingsError
+from orders.progress import Progress
+from orders.schema import ACTIONS, OrderStatus
+
+EXIT_FAILED = 1
+EXIT_BLOCKED = 3
+TRIGGER_TIMEOUT_S = 1800.0  # the longest a deployed fan-out call may take, seconds
+
+
+# A click option that reads its environment variable and shows it and its default in --help.
+_option = functools.partial(click.option, show_envvar=True, show_default=True)
 
 
 @click.group()
 def main() -> None:
     """Fan pending orders out into Cloud Tasks tasks, by hand.
 
-    Configuration comes from the same environment variables as the service
+    The cloud settings come from the same environment variables as the service
     (GOOGLE_CLOUD_PROJECT, TASKS_QUEUE, WORKER_URL, FIRESTORE_EMULATOR_HOST,
     CLOUD_TASKS_EMULATOR_HOST, ...); see the README.
     """
 
 
 @main.command()
-@click.option(
+@_option("--since", envvar="FANOUT_SINCE", type=Instant(), help="Only orders created at or after.")
+@_option("--until", envvar="FANOUT_UNTIL", type=Instant(), help="Only orders created before.")
+@_option(
+    "--status",
+    "statuses",
+    envvar="FANOUT_STATUSES",
+    multiple=True,
+    type=click.Choice(SELECTABLE),
+    default=(OrderStatus.PENDING.value,),
+    help="Order status to select; repeat for several.",
+)
+@_option(
+    "--action",
+    "actions",
+    envvar="FANOUT_ACTIONS",
+    multiple=True,
+    type=click.Choice(ACTIONS),
+    default=ACTIONS,
+    help="Action to enqueue; repeat for several.",
+)
+@_option(
+    "--redrive-after",
+    envvar="FANOUT_REDRIVE_AFTER",
+    type=Duration(),
+    help="Re-enqueue orders queued longer than this (e.g. 2h) with the next generation.",
+)
+@_option("--resume", "resume_id", envvar="FANOUT_RESUME", help="Continue this run id.")
+@_option("--dry-run", envvar="FANOUT_DRY_RUN", is_flag=True, help="Count; write nothing.")
+@_option(
     "--page-size",
-    type=click.IntRange(1, 1000),
     envvar="FANOUT_PAGE_SIZE",
-    show_envvar=True,
-    show_default=True,
+    type=click.IntRange(1, 1000),
     default=FanoutConfig.page_size,
     help="Orders read per Firestore page.",
 )
-def backfill(page_size: int) -> None:
-    """Fan out every pending order now and print the run's JSON summary."""
+@_option(
+    "--time-budget",
+    envvar="FANOUT_BACKFILL_TIME_BUDGET",
+    type=Duration(),
+    help="Stop after about this long, checkpointed; continue with --resume.  [default: none]",
+)
+@_option("--json", "as_json", envvar="FANOUT_JSON", is_flag=True, help="Print JSON.")
+def backfill(
+    since: Any,
+    until: Any,
+    statuses: tuple[str, ...],
+    actions: tuple[str, ...],
+    redrive_after: float | None,
+    resume_id: str | None,
+    dry_run: bool,
+    page_size: int,
+    time_budget: float | None,
+    as_json: bool,
+) -> None:
+    """Fan out the selected orders now (default: every pending order) and print a summary.
+
+    With --redrive-after, takes the orders left queued longer than that without
+    completing and enqueues their unfinished actions again under the next
+    generation (finished task names stay reserved for an hour, so the old names
+    cannot be reused).
+    """
     from fanout.app import build_runner  # the CLI builds the same runner as the service
 
     try:
         config = FanoutConfig.from_env()
-    except SettingsError as exc:
+        if redrive_after is not None and statuses == (OrderStatus.PENDING.value,):
+            statuses = (OrderStatus.QUEUED.value,)
+        selection = Selection(
+            statuses=statuses,
+            actions=actions,
+            since=since,
+            until=until,
+            redrive_after_s=redrive_after,
+        )
+    except (SettingsError, FanoutError) as exc:
         raise click.UsageError(str(exc)) from None
-    config = FanoutConfig(config.cloud, page_size, config.batches_in_flight, config.log_level)
-    runner: FanoutRunner = build_runner(config)
-    summary = runner.run("backfill")
-    click.echo(json.dumps(summary.to_dict()))
-    sys.exit(1 if summary.failed else 0)
+    if resume_id and (dry_run or redrive_after or since or until):
+        raise click.UsageError("--resume continues a run with its own selection; drop the others")
+    config = dataclasses.replace(config, page_size=page_size)
+    runner = build_runner(config)
+    total = 0 if resume_id else runner.count(selection)
+    progress = Progress(total, "orders", sys.stderr)
+    try:
+        if dry_run:
+            summary = runner.dry_run(selection, on_page=lambda s: progress.update(s.orders))
+        elif resume_id:
+            summary = runner.resume(resume_id, budget_s=time_budget or 0, on_page=_show(progress))
+        else:
+            summary = runner.run("backfill", selection, time_budget or 0, _show(progress))
+    except (LeaseHeldError, RunNotFoundError) as exc:
+        progress.close()
+        click.echo(f"Error: {exc}", err=True)
+        sys.exit(EXIT_BLOCKED)
+    progress.close()
+    click.echo(json.dumps(summary.to_dict()) if as_json else format_summary(summary))
+    sys.exit(EXIT_FAILED if summary.failed else 0)
+
+
+def _show(progress: Progress) -> Any:
+    return lambda summary: progress.update(summary.orders)
+
+
+def format_summary(summary: RunSummary) -> str:
+    """Return a run summary as lines a person reads."""
+    lines = [
+        f"run {summary.run_id} ({summary.trigger}, segment {summary.segment}): {summary.state}",
+        f"  orders {summary.orders}  queued {summary.queued}  tasks created "
+        f"{summary.tasks_created}  deduplicated {summary.deduplicated}  failed {summary.failed}",
+        f"  {summary.pages} pages in {summary.seconds:.1f} s",
+    ]
+    if summary.message:
+        lines.append(f"  {summary.message}")
+    lines += [f"  failed: {f['orderId']}: {f['reason']}" for f in summary.failures]
+    return "\n".join(lines)
+
+
+@main.command("run")
+@_option("--url", envvar="FANOUT_URL", required=True, help="The fanout service's base URL.")
+@_option(
+    "--token",
+    envvar="FANOUT_ID_TOKEN",
+    help="An ID token to send (e.g. $(gcloud auth print-identity-token)).  "
+    "[default: fetched for --url from the application default credentials]",
+)
+@_option("--json", "as_json", envvar="FANOUT_JSON", is_flag=True, help="Print JSON.")
+def run_remote(url: str, token: str | None, as_json: bool) -> None:
+    """Trigger one fan-out on a deployed fanout service, as Cloud Scheduler would."""
+    import requests
+
+    url = url.rstrip("/")
+    if not url.startswith(("http://", "https://")):
+        raise click.UsageError(f"--url {url!r} must start with http:// or https://")
+    token = token or _fetch_id_token(url)
+    try:
+        answer = requests.post(
+            f"{url}/fanout", headers={"Authorization": f"Bearer {token}"}, timeout=TRIGGER_TIMEOUT_S
+        )
+    except requests.RequestException as exc:
+        click.echo(f"Error: cannot reach {url}: {exc}", err=True)
+        sys.exit(EXIT_FAILED)
+    if answer.status_code != 200:
+        click.echo(f"Error: {url}/fanout answered {answer.status_code}: {answer.text}", err=True)
+        sys.exit(EXIT_FAILED)
+    data = answer.json()
+    summary = RunSummary(**data)
+    click.echo(json.dumps(data) if as_json else format_summary(summary))
+    sys.exit(EXIT_FAILED if summary.failed else 0)
+
+
+def _fetch_id_token(audience: str) -> str:
+    """Fetch an ID token for ``audience`` from the application default credentials."""
+    import google.auth.exceptions
+    import google.auth.transport.requests
+    from google.oauth2 import id_token
+
+    try:
+        token: str = id_token.fetch_id_token(google.auth.transport.requests.Request(), audience)
+    except google.auth.exceptions.GoogleAuthError as exc:
+        raise click.UsageError(
+            f"cannot get an ID token for {audience} ({exc}); pass one with "
+            "--token \"$(gcloud auth print-identity-token)\""
+        ) from None
+    return token

@@ -3,7 +3,8 @@
 ``ALREADY_EXISTS`` means the named task was created before (by an earlier run, or
 by a retried call that had in fact succeeded) and counts as *deduplicated*. A
 server without BatchCreateTasks (``UNIMPLEMENTED``) gets concurrent CreateTask
-calls instead.
+calls instead. A task larger than the queue's limit is reported as failed without
+being sent, and an optional :class:`CreationRateCap` paces the creations.
 """
 
 from __future__ import annotations
@@ -19,11 +20,17 @@ from google.api_core import retry as gretry
 from google.cloud import tasks_v2
 from google.rpc import code_pb2
 
+from fanout.ratecap import CreationRateCap
+
 log = logging.getLogger(__name__)
 
-BATCH_LIMIT = 100  # requests per BatchCreateTasks call, the API's maximum
+# The statuses a create is retried on; safe because task names are deterministic.
 
-_RETRYABLE = gretry.if_exception_type(
+BATCH_LIMIT = 100  # requests per BatchCreateTasks call, the API's maximum
+MAX_TASK_BYTES = 1024 * 1024  # Cloud Tasks' maximum task size, 1 MB
+SINGLE_CREATES_PER_BATCH = 8  # CreateTask calls in flight per batch slot, in the fallback
+
+RETRYABLE = gretry.if_exception_type(
     gexc.ServiceUnavailable,
     gexc.ResourceExhausted,
     gexc.DeadlineExceeded,
@@ -52,7 +59,7 @@ class Enqueuer:
 
     ``rpc_timeout_s`` (seconds) bounds each call; calls failing with a retryable
     status are retried with exponential backoff, which is safe because task names
-    are deterministic.
+    are deterministic. ``max_task_bytes`` is the queue's task size limit.
     """
 
     def __init__(
@@ -61,37 +68,60 @@ class Enqueuer:
         queue_path: str,
         batches_in_flight: int,
         rpc_timeout_s: float,
+        rate_cap: CreationRateCap | None = None,
+        max_task_bytes: int = MAX_TASK_BYTES,
     ) -> None:
         """Use ``client`` for ``queue_path`` with up to ``batches_in_flight`` calls at once."""
         self._client = client
         self._queue_path = queue_path
         self._timeout_s = rpc_timeout_s
         self._retry = gretry.Retry(
-            predicate=_RETRYABLE, initial=0.2, maximum=5.0, timeout=rpc_timeout_s * 3
+            predicate=RETRYABLE, initial=0.2, maximum=5.0, timeout=rpc_timeout_s * 3
         )
+        self._rate_cap = rate_cap or CreationRateCap(0)
+        self._max_task_bytes = max_task_bytes
         self._pool = ThreadPoolExecutor(batches_in_flight, thread_name_prefix="enqueue")
+        self._singles = ThreadPoolExecutor(
+            batches_in_flight * SINGLE_CREATES_PER_BATCH, thread_name_prefix="enqueue-one"
+        )
         self._batch_supported = True
 
     def enqueue(self, tasks: Sequence[tasks_v2.Task]) -> list[CreateResult]:
         """Create ``tasks``; return one result per task, in the same order."""
-        chunks = [tasks[i : i + BATCH_LIMIT] for i in range(0, len(tasks), BATCH_LIMIT)]
-        results: list[CreateResult] = []
-        for chunk_results in self._pool.map(self._create_chunk, chunks):
-            results.extend(chunk_results)
-        return results
+        results: list[CreateResult | None] = [self._oversize(task) for task in tasks]
+        sendable = [i for i, result in enumerate(results) if result is None]
+        chunks = [sendable[i : i + BATCH_LIMIT] for i in range(0, len(sendable), BATCH_LIMIT)]
+        batches = [[tasks[i] for i in chunk] for chunk in chunks]
+        for chunk, chunk_results in zip(
+            chunks, self._pool.map(self._create_chunk, batches), strict=True
+        ):
+            for i, result in zip(chunk, chunk_results, strict=True):
+                results[i] = result
+        return [r if r is not None else CreateResult(Created.FAILED, "not sent") for r in results]
 
     def close(self) -> None:
         """Stop the worker threads (the client stays usable by its owner)."""
         self._pool.shutdown(wait=True)
+        self._singles.shutdown(wait=True)
+
+    def _oversize(self, task: tasks_v2.Task) -> CreateResult | None:
+        size = tasks_v2.Task.pb(task).ByteSize()
+        if size <= self._max_task_bytes:
+            return None
+        return CreateResult(
+            Created.FAILED,
+            f"task is {size} bytes, over the queue's limit of {self._max_task_bytes} bytes",
+        )
 
     def _create_chunk(self, chunk: Sequence[tasks_v2.Task]) -> list[CreateResult]:
+        self._rate_cap.take(len(chunk))
         if self._batch_supported:
             try:
                 return self._create_batch(chunk)
             except gexc.MethodNotImplemented:
                 log.warning("BatchCreateTasks is not implemented here; using CreateTask")
                 self._batch_supported = False
-        return [self._create_one(task) for task in chunk]
+        return list(self._singles.map(self._create_one, chunk))
 
     def _create_batch(self, chunk: Sequence[tasks_v2.Task]) -> list[CreateResult]:
         request = tasks_v2.BatchCreateTasksRequest(

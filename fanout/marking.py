@@ -4,13 +4,14 @@ The worker may finish an order before fanout marks it, so each write carries a
 precondition on the ``update_time`` the order was read at; the writes go in one
 non-atomic BatchWrite call, so one failed precondition does not fail the rest.
 Orders whose precondition failed are read again (one batched read) and the
-round repeats: a still-``pending`` order is marked, a finished one keeps its
-status and only gains the ``fanout`` record. Nothing is locked.
+round repeats: an order still in one of the run's selected statuses is marked,
+a finished one keeps its status and only gains the ``fanout`` record. Nothing is
+locked.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 from google.cloud import firestore
@@ -28,8 +29,13 @@ def mark_queued(
     client: firestore.Client,
     orders: Sequence[firestore.DocumentSnapshot],
     fanout_fields: dict[str, Any],
+    statuses: Collection[str] = (OrderStatus.PENDING.value,),
+    generations: Mapping[str, int] | None = None,
 ) -> list[str]:
-    """Set ``status = queued`` and ``fanout.*`` on each still-pending order.
+    """Set ``status = queued`` and ``fanout.*`` on each order still in ``statuses``.
+
+    ``generations`` gives the task generation stored per order id (default: left
+    as it is).
 
     Returns the ids of orders that kept changing for MAX_ROUNDS rounds and were
     left as they were (their tasks exist, so the next run deduplicates them).
@@ -38,7 +44,7 @@ def mark_queued(
     for start in range(0, len(orders), BATCH_WRITE_LIMIT):
         chunk = list(orders[start : start + BATCH_WRITE_LIMIT])
         for _ in range(MAX_ROUNDS):
-            changed = _write_round(client, chunk, fanout_fields)
+            changed = _write_round(client, chunk, fanout_fields, statuses, generations or {})
             if not changed:
                 break
             chunk = list(client.get_all(changed))
@@ -51,17 +57,22 @@ def _write_round(
     client: firestore.Client,
     snapshots: list[firestore.DocumentSnapshot],
     fanout_fields: dict[str, Any],
+    statuses: Collection[str],
+    generations: Mapping[str, int],
 ) -> list[firestore.DocumentReference]:
     """Write each snapshot's update if it is unchanged; return the refs that had changed."""
     batch = BulkWriteBatch(client)
-    # Dotted paths: fields under ``fanout`` that this run does not set (the generation) stay.
-    fanout_update = {f"fanout.{key}": value for key, value in fanout_fields.items()}
+    # Dotted paths: fields under ``fanout`` that this run does not set stay as they are.
+    common = {f"fanout.{key}": value for key, value in fanout_fields.items()}
     written = []
     for snapshot in snapshots:
         order = snapshot.to_dict() if snapshot.exists else None
         if order is None:
             continue  # deleted meanwhile: nothing to mark
-        if order.get("status") == OrderStatus.PENDING.value:
+        fanout_update = dict(common)
+        if snapshot.id in generations:
+            fanout_update["fanout.generation"] = generations[snapshot.id]
+        if order.get("status") in statuses:
             update = {"status": OrderStatus.QUEUED.value, **fanout_update}
         elif "runId" not in (order.get("fanout") or {}):  # finished first: still record the run
             update = fanout_update

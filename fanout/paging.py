@@ -1,38 +1,45 @@
-"""Page pending orders out of Firestore with cursors, never offsets."""
+"""Page a selection of orders out of Firestore with cursors, never offsets."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 from google.cloud import firestore
-from google.cloud.firestore_v1.base_query import FieldFilter
-from google.cloud.firestore_v1.field_path import FieldPath
 
-from orders.schema import ORDERS, OrderStatus
-
-PageOfOrders = list[firestore.DocumentSnapshot]
+from fanout.selection import Cursor, Selection
 
 
-def pending_pages(client: firestore.Client, page_size: int) -> Iterator[PageOfOrders]:
-    """Yield pages of ``status == pending`` orders ordered by ``createdAt``, then name.
+@dataclass(frozen=True)
+class Page:
+    """Orders read in one query, and the cursor just after the last one read."""
 
-    Each page starts after the last *snapshot* of the previous one, so ties on
-    ``createdAt`` break on the document name and no order is skipped or repeated
-    even while earlier pages are being marked ``queued``.
+    orders: list[firestore.DocumentSnapshot]
+    cursor: Cursor
+
+
+def pages(
+    client: firestore.Client,
+    selection: Selection,
+    page_size: int,
+    after: Cursor | None = None,
+) -> Iterator[Page]:
+    """Yield pages of the selected orders, in the selection's order, from ``after`` on.
+
+    Each page starts after the last order of the previous one (its ordering value,
+    then its document id), so ties break on the document name and no order is
+    skipped or repeated even while earlier pages are being marked ``queued``.
+    Orders the query cannot exclude (see :meth:`Selection.admits`) are dropped
+    from the page's orders; its cursor still moves past them.
     """
-    query = (
-        client.collection(ORDERS)
-        .where(filter=FieldFilter("status", "==", OrderStatus.PENDING.value))
-        .order_by("createdAt")
-        .order_by(FieldPath.document_id())
-        .limit(page_size)
-    )
-    cursor: firestore.DocumentSnapshot | None = None
+    query = selection.query(client).limit(page_size)
+    cursor = after
     while True:
         page_query = query.start_after(cursor) if cursor is not None else query
         page = list(page_query.stream())
-        if page:
-            yield page
+        if not page:
+            return
+        cursor = selection.cursor_of(page[-1])
+        yield Page([s for s in page if selection.admits(s.to_dict() or {})], cursor)
         if len(page) < page_size:
             return
-        cursor = page[-1]

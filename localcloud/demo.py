@@ -22,12 +22,11 @@ from google.cloud import firestore
 from google.cloud.firestore_v1.base_query import FieldFilter
 
 from localcloud.errors import DemoTimeoutError, LocalCloudError
-from localcloud.progress import Progress
 from localcloud.seed import seed
-from localcloud.stack import LocalStack, StackOptions
+from localcloud.stack import SCHEDULER_EMAIL, LocalStack, StackOptions
+from orders.progress import Progress
 from orders.schema import ORDERS, OrderStatus
 
-SCHEDULER_EMAIL = "scheduler-invoker@order-fanout-demo.iam.gserviceaccount.com"
 SCHEDULER_JOB = "order-fanout-every-5-minutes"
 ATTEMPT_DEADLINE_S = 180.0  # Cloud Scheduler's default HTTP attempt deadline
 POLL_INTERVAL_S = 0.25

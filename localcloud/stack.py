@@ -31,6 +31,7 @@ from orders.settings import CloudSettings
 _STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 GUNICORN_TIMEOUT_S = 120  # longer than the tasks' dispatch deadline (CloudSettings, 60 s)
 SERVICE_START_TIMEOUT_S = 60.0
+SCHEDULER_EMAIL = "scheduler-invoker@order-fanout-demo.iam.gserviceaccount.com"
 
 
 @dataclass(frozen=True)
@@ -86,7 +87,8 @@ class LocalStack:
             self.worker_url = f"http://127.0.0.1:{free_port()}"
             self._create_queue()
             self.worker_url = self._serve("worker", self.worker_url)
-            self.fanout_url = self._serve("fanout", f"http://127.0.0.1:{free_port()}")
+            fanout_url = f"http://127.0.0.1:{free_port()}"
+            self.fanout_url = self._serve("fanout", fanout_url, self.fanout_env(fanout_url))
         except BaseException:
             self.stop()
             raise
@@ -109,8 +111,16 @@ class LocalStack:
         """Delete the log folder (after a successful run)."""
         shutil.rmtree(self.log_dir, ignore_errors=True)
 
+    def fanout_env(self, fanout_url: str) -> dict[str, str]:
+        """Return what only the fanout reads: its own URL and who may call it."""
+        return {"FANOUT_URL": fanout_url, "SCHEDULER_INVOKER_EMAIL": SCHEDULER_EMAIL}
+
     def service_env(self) -> dict[str, str]:
-        """Return the environment both services run with."""
+        """Return the environment both services run with.
+
+        Callers' tokens come from the local issuer: only its issuer and certs URL
+        differ from production.
+        """
         cloud = self.cloud
         return {
             **os.environ,
@@ -121,9 +131,11 @@ class LocalStack:
             "WORKER_URL": cloud.worker_url,
             "FIRESTORE_EMULATOR_HOST": self.firestore_host,
             "CLOUD_TASKS_EMULATOR_HOST": cloud.tasks_emulator_host,
+            "AUTH_ISSUERS": self.tasks.issuer.issuer_url,
+            "AUTH_CERTS_URL": self.tasks.issuer.certs_url,
         }
 
-    def _serve(self, name: str, base_url: str) -> str:
+    def _serve(self, name: str, base_url: str, extra_env: dict[str, str] | None = None) -> str:
         """Run ``{name}.app:create_app()`` under gunicorn at ``base_url``; return the URL."""
         argv = [
             sys.executable, "-m", "gunicorn",
@@ -134,7 +146,8 @@ class LocalStack:
             "--graceful-timeout", "5",
             f"{name}.app:create_app()",
         ]  # fmt: skip
-        process = ManagedProcess(name, argv, self.log_dir / f"{name}.log", self.service_env())
+        env = {**self.service_env(), **(extra_env or {})}
+        process = ManagedProcess(name, argv, self.log_dir / f"{name}.log", env)
         self._services.append(process)
         process.start()
         process.wait_until(lambda: http_ok(f"{base_url}/healthz"), SERVICE_START_TIMEOUT_S)

@@ -18,6 +18,7 @@ from google.cloud import firestore
 
 from localcloud.errors import LocalCloudError
 from localcloud.firestore_emulator import FirestoreEmulator
+from localcloud.tasks.server import TasksEmulator
 from orders.schema import INVENTORY, ORDERS, new_order
 from tests.receiver import Receiver
 
@@ -41,6 +42,17 @@ def firestore_emulator() -> Iterator[str]:
         yield emulator.host_port
     finally:
         del os.environ["FIRESTORE_EMULATOR_HOST"]
+        emulator.stop()
+
+
+@pytest.fixture
+def tasks_emulator() -> Iterator[TasksEmulator]:
+    """Return a running Cloud Tasks emulator (with its OIDC issuer), stopped after the test."""
+    emulator = TasksEmulator()
+    emulator.start()
+    try:
+        yield emulator
+    finally:
         emulator.stop()
 
 

@@ -9,10 +9,14 @@ from werkzeug.serving import make_server
 
 
 class ServerThread:
-    """A threaded werkzeug server for one app; ``url`` is its base URL."""
+    """A threaded werkzeug server for one app; ``url`` is its base URL.
 
-    def __init__(self, app: Any) -> None:
-        self._server = make_server("127.0.0.1", 0, app, threaded=True)
+    ``port`` 0 picks a free one; pass a port from ``free_port()`` when the app
+    must know its own URL before it is built.
+    """
+
+    def __init__(self, app: Any, port: int = 0) -> None:
+        self._server = make_server("127.0.0.1", port, app, threaded=True)
         self.url = f"http://127.0.0.1:{self._server.server_port}"
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 

@@ -3,46 +3,23 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 
-import pytest
 import requests
-from google.cloud import firestore, tasks_v2
+from google.cloud import firestore
 from google.cloud.firestore_v1.base_query import FieldFilter
 
-from fanout.app import build_runner, create_app
+from fanout.app import build_runner
 from fanout.config import FanoutConfig
 from fanout.marking import mark_queued
 from localcloud.tasks.server import TasksEmulator
-from orders.clients import tasks_client
 from orders.schema import INVENTORY, ORDERS, OUTBOX
 from orders.settings import CloudSettings
 from tests.conftest import seed_orders
+from tests.fanout_support import make_cloud, scheduler_headers, served_fanout
 from tests.receiver import Receiver, wait_for
 from tests.servers import ServerThread
 from worker.app import create_app as create_worker
 from worker.config import WorkerConfig
-
-
-@pytest.fixture
-def tasks_emulator() -> Iterator[TasksEmulator]:
-    emulator = TasksEmulator()
-    emulator.start()
-    try:
-        yield emulator
-    finally:
-        emulator.stop()
-
-
-def make_cloud(project: str, emulator: TasksEmulator, worker_url: str) -> CloudSettings:
-    cloud = CloudSettings(
-        project=project, worker_url=worker_url, tasks_emulator_host=emulator.address
-    )
-    tasks_client(cloud).create_queue(
-        parent=f"projects/{project}/locations/{cloud.location}",
-        queue=tasks_v2.Queue(name=cloud.queue_path),
-    )
-    return cloud
 
 
 def test_fanning_out_the_same_orders_twice_creates_each_task_once(
@@ -81,7 +58,7 @@ def test_a_run_with_nothing_pending_reports_zero(
     summary = build_runner(FanoutConfig(cloud=cloud)).run("test")
     assert (summary.orders, summary.tasks_created, summary.pages) == (0, 0, 0)
     run = db.collection("fanout_runs").document(summary.run_id).get().to_dict()
-    assert run["state"] == "finished" and run["orders"] == 0
+    assert run["state"] == "finished" and run["totals"]["orders"] == 0
 
 
 def test_orders_complete_end_to_end_over_real_http(
@@ -95,11 +72,10 @@ def test_orders_complete_end_to_end_over_real_http(
     worker_config = WorkerConfig(cloud=CloudSettings(project=project), log_level="WARNING")
     with ServerThread(create_worker(worker_config)) as worker:
         cloud = make_cloud(project, tasks_emulator, worker.url)
-        fanout_app = create_app(FanoutConfig(cloud=cloud, page_size=40, log_level="WARNING"))
-        with ServerThread(fanout_app) as fanout:
-            answer = requests.post(
-                f"{fanout.url}/fanout", headers={"X-CloudScheduler": "true"}, timeout=60
-            )
+        config = FanoutConfig(cloud=cloud, page_size=40, log_level="WARNING")
+        with served_fanout(config, tasks_emulator) as fanout:
+            headers = scheduler_headers(tasks_emulator, fanout.url)
+            answer = requests.post(f"{fanout.url}/fanout", headers=headers, timeout=60)
             assert answer.status_code == 200
             summary = answer.json()
             assert (summary["orders"], summary["tasks_created"], summary["trigger"]) == (
