@@ -56,9 +56,8 @@ def fanout_auth_settings(config: FanoutConfig) -> AuthSettings:
     """
     settings = AuthSettings.from_env(
         default_audience=config.fanout_url,
-        default_allowed_emails=(
-            config.scheduler_invoker_email,
-            config.continuation_invoker_email,
+        default_allowed_emails=tuple(
+            email for email in (config.scheduler_invoker_email, config.continuation_email) if email
         ),
     )
     if not settings.disabled and not settings.audience:

@@ -48,6 +48,11 @@ class FanoutConfig:
     log_level: str = "INFO"
 
     @property
+    def continuation_email(self) -> str:
+        """The service account continuation tasks' tokens name (default: the task invoker)."""
+        return self.continuation_invoker_email or self.cloud.invoker_email
+
+    @property
     def continuation_queue_path(self) -> str:
         """The full name of the queue continuation tasks go to (default: the task queue)."""
         queue = self.continuation_queue or self.cloud.queue

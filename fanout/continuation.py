@@ -63,7 +63,7 @@ def continuation_task(config: FanoutConfig, request: ContinuationRequest) -> tas
             headers={"Content-Type": "application/json"},
             body=request.to_json(),
             oidc_token=tasks_v2.OidcToken(
-                service_account_email=config.continuation_invoker_email,
+                service_account_email=config.continuation_email,
                 audience=config.fanout_url,
             ),
         ),

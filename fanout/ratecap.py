@@ -9,33 +9,41 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 
 
 class CreationRateCap:
     """A token bucket: ``rate_per_s`` creations per second, bursts up to one second's worth."""
 
-    def __init__(self, rate_per_s: float) -> None:
+    def __init__(
+        self,
+        rate_per_s: float,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
         """Allow ``rate_per_s`` creations per second (0 or less: no cap)."""
         self.rate_per_s = rate_per_s
         self._capacity = max(rate_per_s, 1.0)
         self._tokens = self._capacity
-        self._stamp = time.monotonic()
+        self._clock = clock
+        self._sleep = sleep
+        self._stamp = clock()
         self._lock = threading.Lock()
 
     def take(self, count: int) -> None:
-        """Block until ``count`` creations fit under the cap."""
+        """Block until ``count`` creations fit under the cap.
+
+        Each caller takes its tokens at once, going into debt if need be, and
+        sleeps the debt off outside the lock, so callers are served in turn.
+        """
         if self.rate_per_s <= 0:
             return
-        remaining = float(count)
-        while remaining > 0:
-            with self._lock:
-                now = time.monotonic()
-                elapsed = now - self._stamp
-                self._tokens = min(self._capacity, self._tokens + elapsed * self.rate_per_s)
-                self._stamp = now
-                granted = min(remaining, self._tokens)
-                self._tokens -= granted
-                remaining -= granted
-                wait_s = min(remaining, self._capacity) / self.rate_per_s
-            if remaining > 0:
-                time.sleep(wait_s)
+        with self._lock:
+            now = self._clock()
+            elapsed_s = now - self._stamp
+            self._tokens = min(self._capacity, self._tokens + elapsed_s * self.rate_per_s)
+            self._stamp = now
+            self._tokens -= count
+            debt = -self._tokens
+        if debt > 0:
+            self._sleep(debt / self.rate_per_s)

@@ -1,0 +1,165 @@
+"""The enqueuer against the Cloud Tasks emulator over gRPC, directly or through a proxy
+that refuses or fails some calls, as a server without BatchCreateTasks or an overloaded
+one would.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from concurrent import futures
+from typing import Any
+
+import grpc
+import pytest
+from google.cloud import tasks_v2
+
+from fanout.enqueue import Created, Enqueuer
+from fanout.ratecap import CreationRateCap
+from localcloud.tasks.server import TasksEmulator
+from orders.clients import tasks_client
+from orders.contract import TaskPayload, build_task
+from orders.settings import CloudSettings
+from tests.fanout_support import make_cloud
+
+
+class Proxy(grpc.GenericRpcHandler):
+    """Forwards raw CloudTasks calls to ``target``; can refuse or fail some first."""
+
+    def __init__(self, target: str, refuse_batches: bool = False, fail_first: int = 0) -> None:
+        self._channel = grpc.insecure_channel(target)
+        self.refuse_batches = refuse_batches
+        self.fail_first = fail_first
+        self.calls: Counter[str] = Counter()
+        self.in_flight = 0
+        self.max_in_flight = 0
+        self._lock = threading.Lock()
+
+    def service(self, details: grpc.HandlerCallDetails) -> Any:
+        method = str(details.method)
+        name = method.rsplit("/", 1)[-1]
+        forward_call = self._channel.unary_unary(method)
+
+        def handle(request: bytes, context: grpc.ServicerContext) -> bytes:
+            with self._lock:
+                self.calls[name] += 1
+                failing = self.fail_first > 0 and name == "BatchCreateTasks"
+                if failing:
+                    self.fail_first -= 1
+                self.in_flight += 1
+                self.max_in_flight = max(self.max_in_flight, self.in_flight)
+            try:
+                if name == "BatchCreateTasks" and self.refuse_batches:
+                    context.abort(grpc.StatusCode.UNIMPLEMENTED, "BatchCreateTasks is unknown here")
+                if failing:
+                    context.abort(grpc.StatusCode.UNAVAILABLE, "overloaded, try again")
+                time.sleep(0.01)  # a little latency, so concurrent calls overlap
+                try:
+                    return bytes(forward_call(request))
+                except grpc.RpcError as exc:
+                    context.abort(exc.code(), exc.details() or "")
+                    raise
+            finally:
+                with self._lock:
+                    self.in_flight -= 1
+
+        return grpc.unary_unary_rpc_method_handler(handle)
+
+
+def serve_proxy(proxy: Proxy) -> tuple[grpc.Server, str]:
+    server = grpc.server(futures.ThreadPoolExecutor(32), handlers=[proxy])
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    return server, f"127.0.0.1:{port}"
+
+
+@pytest.fixture
+def cloud(tasks_emulator: TasksEmulator) -> Iterator[CloudSettings]:
+    yield make_cloud("enqueue-test", tasks_emulator, "http://127.0.0.1:9")
+
+
+def tasks_for(cloud: CloudSettings, count: int, prefix: str = "o") -> list[tasks_v2.Task]:
+    return [
+        build_task(cloud, TaskPayload(f"{prefix}{i}", "send_confirmation", 0, "run"))
+        for i in range(count)
+    ]
+
+
+def enqueuer_via(cloud: CloudSettings, address: str, **kwargs: Any) -> Enqueuer:
+    client = tasks_client(CloudSettings(**{**cloud.__dict__, "tasks_emulator_host": address}))
+    return Enqueuer(client, cloud.queue_path, 4, 10.0, **kwargs)
+
+
+def test_without_batch_create_it_falls_back_to_concurrent_single_creates(
+    cloud: CloudSettings, tasks_emulator: TasksEmulator
+) -> None:
+    proxy = Proxy(tasks_emulator.address, refuse_batches=True)
+    server, address = serve_proxy(proxy)
+    try:
+        results = enqueuer_via(cloud, address).enqueue(tasks_for(cloud, 250))
+    finally:
+        server.stop(None)
+    assert Counter(r.outcome for r in results) == {Created.CREATED: 250}
+    assert proxy.calls["CreateTask"] == 250
+    assert proxy.max_in_flight > 1  # concurrent, not one at a time
+    assert tasks_emulator.stats()["tasks_created"] == 250
+
+
+def test_unavailable_calls_are_retried_and_per_request_failures_are_reported(
+    cloud: CloudSettings, tasks_emulator: TasksEmulator
+) -> None:
+    proxy = Proxy(tasks_emulator.address, fail_first=2)
+    server, address = serve_proxy(proxy)
+    tasks = tasks_for(cloud, 150)
+    tasks[7].name = tasks[7].name.replace("/queues/order-actions/", "/queues/elsewhere/")
+    tasks[120] = tasks[3]  # the same name twice: the second is a duplicate
+    try:
+        results = enqueuer_via(cloud, address).enqueue(tasks)
+    finally:
+        server.stop(None)
+    assert proxy.calls["BatchCreateTasks"] == 2 + 2  # two refused, then two batches
+    assert results[7].outcome is Created.FAILED and "INVALID_ARGUMENT" in results[7].reason
+    assert results[120].outcome is Created.DEDUPLICATED
+    assert Counter(r.outcome for r in results)[Created.CREATED] == 148
+
+
+def test_a_creation_rate_cap_paces_the_creations(
+    cloud: CloudSettings, tasks_emulator: TasksEmulator
+) -> None:
+    enqueuer = Enqueuer(
+        tasks_client(cloud), cloud.queue_path, 4, 10.0, rate_cap=CreationRateCap(400.0)
+    )
+    results = enqueuer.enqueue(tasks_for(cloud, 600))
+    assert all(r.outcome is Created.CREATED for r in results)
+
+
+class FakeClock:
+    """Time that moves only when the cap sleeps."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+
+@pytest.mark.parametrize(("rate", "count", "seconds"), [(100.0, 300, 2.0), (0.5, 3, 4.0)])
+def test_the_cap_lets_one_seconds_worth_through_then_paces_the_rest(
+    rate: float, count: int, seconds: float
+) -> None:
+    clock = FakeClock()
+    cap = CreationRateCap(rate, clock=clock, sleep=clock.sleep)
+    for _ in range(count):
+        cap.take(1)
+    assert clock.now == pytest.approx(seconds)
+
+
+def test_the_rate_cap_is_off_at_zero() -> None:
+    clock = FakeClock()
+    CreationRateCap(0, clock=clock, sleep=clock.sleep).take(1_000_000)
+    assert clock.now == 0.0
