@@ -39,7 +39,7 @@ log = logging.getLogger(__name__)
 
 PageListener = Callable[[RunSummary], None]
 BUDGET_PAGES = 2.0  # stop when fewer than this many of the slowest page fit in the budget
-FINISHED_STATES = (RunState.FINISHED.value, RunState.FAILED.value, RunState.STOPPED.value)
+FINISHED_STATES = (RunState.FINISHED.value, RunState.SKIPPED.value)  # failed runs resume
 
 
 @dataclass
