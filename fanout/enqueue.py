@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -54,6 +54,26 @@ class CreateResult:
     reason: str = ""
 
 
+class PendingCreation:
+    """Task creations under way; :meth:`results` waits for them."""
+
+    def __init__(
+        self,
+        results: list[CreateResult | None],
+        calls: list[tuple[list[int], Future[list[CreateResult]]]],
+    ) -> None:
+        """Hold the results known already and the calls that will give the others."""
+        self._results = results
+        self._calls = calls
+
+    def results(self) -> list[CreateResult]:
+        """Wait for every call; return one result per task, in the order submitted."""
+        for indexes, call in self._calls:
+            for i, result in zip(indexes, call.result(), strict=True):
+                self._results[i] = result
+        return [r or CreateResult(Created.FAILED, "not sent") for r in self._results]
+
+
 class Enqueuer:
     """Creates tasks in one queue with one client, built once and reused.
 
@@ -88,16 +108,19 @@ class Enqueuer:
 
     def enqueue(self, tasks: Sequence[tasks_v2.Task]) -> list[CreateResult]:
         """Create ``tasks``; return one result per task, in the same order."""
+        return self.submit(tasks).results()
+
+    def submit(self, tasks: Sequence[tasks_v2.Task]) -> PendingCreation:
+        """Start creating ``tasks`` and return at once; the results come from the handle.
+
+        Calls queue behind those already submitted, so a caller that submits the
+        next page before collecting this one keeps every call slot busy.
+        """
         results: list[CreateResult | None] = [self._oversize(task) for task in tasks]
         sendable = [i for i, result in enumerate(results) if result is None]
         chunks = [sendable[i : i + BATCH_LIMIT] for i in range(0, len(sendable), BATCH_LIMIT)]
-        batches = [[tasks[i] for i in chunk] for chunk in chunks]
-        for chunk, chunk_results in zip(
-            chunks, self._pool.map(self._create_chunk, batches), strict=True
-        ):
-            for i, result in zip(chunk, chunk_results, strict=True):
-                results[i] = result
-        return [r if r is not None else CreateResult(Created.FAILED, "not sent") for r in results]
+        calls = [self._pool.submit(self._create_chunk, [tasks[i] for i in c]) for c in chunks]
+        return PendingCreation(results, list(zip(chunks, calls, strict=True)))
 
     def close(self) -> None:
         """Stop the worker threads (the client stays usable by its owner)."""
@@ -124,10 +147,13 @@ class Enqueuer:
         return list(self._singles.map(self._create_one, chunk))
 
     def _create_batch(self, chunk: Sequence[tasks_v2.Task]) -> list[CreateResult]:
-        request = tasks_v2.BatchCreateTasksRequest(
-            parent=self._queue_path,
-            requests=[tasks_v2.CreateTaskRequest(parent=self._queue_path, task=t) for t in chunk],
-        )
+        # Built on the raw protobuf: the proto-plus wrappers cost more than the call.
+        raw = tasks_v2.BatchCreateTasksRequest.pb()(parent=self._queue_path)
+        for task in chunk:
+            one = raw.requests.add()
+            one.parent = self._queue_path
+            one.task.CopyFrom(tasks_v2.Task.pb(task))
+        request = tasks_v2.BatchCreateTasksRequest.wrap(raw)
         try:
             operation = self._client.batch_create_tasks(
                 request=request, retry=self._retry, timeout=self._timeout_s
@@ -141,20 +167,22 @@ class Enqueuer:
         # in the response, as deduplicated when its request failed with ALREADY_EXISTS,
         # and as failed otherwise, so its order stays pending for the next run.
         try:
-            created = {task.name for task in operation.result(timeout=self._timeout_s).tasks}
+            response = operation.result(timeout=self._timeout_s)
+            created = {task.name for task in type(response).pb(response).tasks}
             unknown = "BatchCreateTasks did not report this task as created"
         except (gexc.GoogleAPICallError, TimeoutError) as exc:
             created = set()
             unknown = f"BatchCreateTasks did not finish: {exc!r}"
         metadata = operation.metadata
         failed = metadata.failed_requests if metadata is not None else {}
+        names = [one.task.name for one in raw.requests]
         return [
             _from_status(failed[i])
             if i in failed
             else _CREATED
-            if task.name in created
+            if name in created
             else CreateResult(Created.FAILED, unknown)
-            for i, task in enumerate(chunk)
+            for i, name in enumerate(names)
         ]
 
     def _create_one(self, task: tasks_v2.Task) -> CreateResult:

@@ -25,15 +25,16 @@ from google.cloud import firestore, tasks_v2
 
 from fanout.config import FanoutConfig
 from fanout.continuation import ContinuationRequest, enqueue_continuation
-from fanout.enqueue import Created, Enqueuer
+from fanout.enqueue import Created, Enqueuer, PendingCreation
 from fanout.errors import LeaseHeldError
 from fanout.lease import RunLease
 from fanout.marking import mark_queued
 from fanout.paging import Page, pages
-from fanout.planning import plan_page
+from fanout.planning import PagePlan, plan_page
 from fanout.records import RunRecords, checkpoint_of
 from fanout.selection import Cursor, Selection
 from fanout.summary import RunState, RunSummary
+from orders.settings import CloudSettings
 
 log = logging.getLogger(__name__)
 
@@ -66,11 +67,11 @@ class FanoutRunner:
         config: FanoutConfig,
     ) -> None:
         """Fan out orders from ``db`` through ``enqueuer`` as ``config`` says."""
-        self._db = db
+        self.db = db
         self._tasks = tasks
-        self._enqueuer = enqueuer
+        self.enqueuer = enqueuer
         self._config = config
-        self._records = RunRecords(db)
+        self.records = RunRecords(db)
 
     def run(
         self,
@@ -86,12 +87,12 @@ class FanoutRunner:
         """
         selection = selection or Selection()
         summary = RunSummary(run_id=new_run_id(), trigger=trigger)
-        lease = RunLease(self._db, summary.run_id, self._config.lease_s)
+        lease = RunLease(self.db, summary.run_id, self._config.lease_s)
         try:
             lease.acquire(0)
         except LeaseHeldError as exc:
             return self._skipped(summary, str(exc))
-        self._records.create(summary.run_id, trigger, selection)
+        self.records.create(summary.run_id, trigger, selection)
         segment = _Segment(
             summary, selection, {}, lease, None, time.monotonic(), self._budget(budget_s)
         )
@@ -110,14 +111,14 @@ class FanoutRunner:
         already past it, or finished, changes nothing. Raises
         :class:`LeaseHeldError` while another segment or run holds the lease.
         """
-        record = self._records.load(run_id)
+        record = self.records.load(run_id)
         number = int(record.get("segment", 0)) + 1 if segment_no is None else segment_no
         summary = RunSummary(run_id, str(record.get("trigger", "")), segment=number)
         if record.get("state") in FINISHED_STATES or int(record.get("segment", 0)) >= number:
             summary.state = str(record.get("state", ""))
             summary.message = f"run {run_id} is {summary.state} at segment {record.get('segment')}"
             return summary
-        lease = RunLease(self._db, run_id, self._config.lease_s)
+        lease = RunLease(self.db, run_id, self._config.lease_s)
         lease.acquire(number)
         segment = _Segment(
             summary,
@@ -132,13 +133,13 @@ class FanoutRunner:
 
     def count(self, selection: Selection) -> int:
         """Return how many orders ``selection`` holds now (one aggregation query)."""
-        return int(selection.query(self._db).count().get()[0][0].value)
+        return int(selection.query(self.db).count().get()[0][0].value)
 
     def dry_run(self, selection: Selection, on_page: PageListener | None = None) -> RunSummary:
         """Count the orders and tasks a run over ``selection`` would create; write nothing."""
         summary = RunSummary(run_id="dry-run", trigger="dry-run", state=RunState.DRY_RUN.value)
         started = time.monotonic()
-        for page in pages(self._db, selection, self._config.page_size):
+        for page in pages(self.db, selection, self._config.page_size):
             plan = plan_page(page.orders, selection, self._config.cloud, summary.run_id)
             summary.pages += 1
             summary.orders += len(page.orders)
@@ -151,13 +152,18 @@ class FanoutRunner:
         summary.seconds = round(time.monotonic() - started, 3)
         return summary
 
+    @property
+    def cloud(self) -> CloudSettings:
+        """Where the tasks go (the queue, the worker)."""
+        return self._config.cloud
+
     def _budget(self, budget_s: float | None) -> float:
         return self._config.time_budget_s if budget_s is None else budget_s
 
     def _skipped(self, summary: RunSummary, reason: str) -> RunSummary:
         summary.state = RunState.SKIPPED.value
         summary.message = reason
-        self._records.skipped(summary.run_id, summary.trigger, reason)
+        self.records.skipped(summary.run_id, summary.trigger, reason)
         log.warning("fan-out skipped: %s", reason, extra={"runId": summary.run_id})
         return summary
 
@@ -186,7 +192,7 @@ class FanoutRunner:
         summary.seconds = round(time.monotonic() - segment.started, 3)
         if segment.lease is not None and state is not RunState.CONTINUING:
             segment.lease.release()
-        self._records.progress(
+        self.records.progress(
             summary, segment.record, segment.checkpoint, state, message=summary.message, **extra
         )
 
@@ -204,33 +210,26 @@ class FanoutRunner:
         return RunState.CONTINUING
 
     def _run_pages(self, segment: _Segment, on_page: PageListener | None) -> bool:
-        """Page, create and mark, overlapping the three; True when stopped by the budget."""
-        summary, selection = segment.summary, segment.selection
-        fields = {"runId": summary.run_id, "queuedAt": firestore.SERVER_TIMESTAMP}
+        """Page, create and mark, overlapping the three; True when stopped by the budget.
+
+        While page N's tasks are being created, page N+1 is read (read-ahead) and
+        page N-1 is marked; one page's creation is collected only after the next
+        page's was submitted, so the creation calls never wait for the pages.
+        """
         slowest_s = 0.0
         with ThreadPoolExecutor(2, thread_name_prefix="fanout-run") as pool:
-            marking: tuple[Future[list[str]], Page] | None = None
-            source = pages(self._db, selection, self._config.page_size, segment.checkpoint)
+            flow = _PageFlow(self, segment, pool, on_page)
+            source = pages(self.db, segment.selection, self._config.page_size, segment.checkpoint)
+            out_of_time = False
             for page in _read_ahead(pool, source):
                 if self._out_of_time(segment, slowest_s):
+                    out_of_time = True
                     break
                 page_started = time.monotonic()
-                ready, generations = self._fan_out_page(page, segment)
-                if marking is not None:
-                    self._marked(segment, *marking, on_page)
-                future = pool.submit(
-                    mark_queued, self._db, ready, fields, selection.statuses, generations
-                )
-                marking = (future, page)
-                summary.queued += len(ready)
+                flow.create(page)
                 slowest_s = max(slowest_s, time.monotonic() - page_started)
-            else:
-                if marking is not None:
-                    self._marked(segment, *marking, on_page)
-                return False
-            if marking is not None:
-                self._marked(segment, *marking, on_page)
-            return True
+            flow.drain()
+            return out_of_time
 
     def _out_of_time(self, segment: _Segment, slowest_page_s: float) -> bool:
         """Tell whether the next page may not fit the budget (never before one page is done)."""
@@ -239,14 +238,74 @@ class FanoutRunner:
         left_s = segment.budget_s - (time.monotonic() - segment.started)
         return left_s < BUDGET_PAGES * slowest_page_s
 
-    def _marked(
+
+class _PageFlow:
+    """The pipeline of one segment: creations collected one page late, marking behind them."""
+
+    def __init__(
         self,
+        runner: FanoutRunner,
         segment: _Segment,
-        marking: Future[list[str]],
-        page: Page,
+        pool: ThreadPoolExecutor,
         on_page: PageListener | None,
     ) -> None:
+        self._runner = runner
+        self._segment = segment
+        self._pool = pool
+        self._on_page = on_page
+        self._fields = {"runId": segment.summary.run_id, "queuedAt": firestore.SERVER_TIMESTAMP}
+        self._creating: tuple[Page, PagePlan, PendingCreation] | None = None
+        self._marking: tuple[Future[list[str]], Page] | None = None
+
+    def create(self, page: Page) -> None:
+        """Start creating ``page``'s tasks, then collect the previous page's creations."""
+        summary = self._segment.summary
+        summary.pages += 1
+        summary.orders += len(page.orders)
+        plan = plan_page(page.orders, self._segment.selection, self._runner.cloud, summary.run_id)
+        pending = self._runner.enqueuer.submit(plan.tasks)
+        if self._creating is not None:
+            self._collect(*self._creating)
+        self._creating = (page, plan, pending)
+
+    def drain(self) -> None:
+        """Collect the last creations and wait for the last marking."""
+        if self._creating is not None:
+            self._collect(*self._creating)
+            self._creating = None
+        if self._marking is not None:
+            self._marked(*self._marking)
+            self._marking = None
+
+    def _collect(self, page: Page, plan: PagePlan, pending: PendingCreation) -> None:
+        """Count a page's creations and start marking the orders whose every task exists."""
+        summary = self._segment.summary
+        broken = dict(plan.broken)
+        summary.failed += len(plan.broken)  # orders that could not form their tasks
+        for owner, result in zip(plan.owners, pending.results(), strict=True):
+            if result.outcome is Created.CREATED:
+                summary.tasks_created += 1
+            elif result.outcome is Created.DEDUPLICATED:
+                summary.deduplicated += 1
+            else:
+                summary.failed += 1
+                broken.setdefault(owner, result.reason)
+        for order_id, reason in broken.items():
+            summary.add_failure(order_id, reason)
+        ready = [s for s in page.orders if s.id not in broken]
+        if self._marking is not None:
+            self._marked(*self._marking)
+        statuses = self._segment.selection.statuses
+        db = self._runner.db
+        future = self._pool.submit(
+            mark_queued, db, ready, self._fields, statuses, plan.generations
+        )
+        self._marking = (future, page)
+        summary.queued += len(ready)
+
+    def _marked(self, marking: Future[list[str]], page: Page) -> None:
         """Collect a page's marking, then checkpoint past it and renew the lease."""
+        segment = self._segment
         summary = segment.summary
         unmarked = marking.result()
         summary.queued -= len(unmarked)
@@ -256,30 +315,9 @@ class FanoutRunner:
         summary.seconds = round(time.monotonic() - segment.started, 3)
         if segment.lease is not None:
             segment.lease.renew()
-        self._records.progress(summary, segment.record, segment.checkpoint)
-        if on_page is not None:
-            on_page(summary)
-
-    def _fan_out_page(self, page: Page, segment: _Segment) -> tuple[list[Any], dict[str, int]]:
-        """Create the page's tasks; return the orders whose every task exists, and generations."""
-        summary = segment.summary
-        summary.pages += 1
-        summary.orders += len(page.orders)
-        plan = plan_page(page.orders, segment.selection, self._config.cloud, summary.run_id)
-        broken = dict(plan.broken)
-        for owner, result in zip(plan.owners, self._enqueuer.enqueue(plan.tasks), strict=True):
-            if result.outcome is Created.CREATED:
-                summary.tasks_created += 1
-            elif result.outcome is Created.DEDUPLICATED:
-                summary.deduplicated += 1
-            else:
-                summary.failed += 1
-                broken.setdefault(owner, result.reason)
-        for order_id, reason in broken.items():
-            if order_id in plan.broken:
-                summary.failed += 1  # an order that could not form its tasks
-            summary.add_failure(order_id, reason)
-        return [s for s in page.orders if s.id not in broken], plan.generations
+        self._runner.records.progress(summary, segment.record, segment.checkpoint)
+        if self._on_page is not None:
+            self._on_page(summary)
 
 
 def _read_ahead(pool: ThreadPoolExecutor, source: Iterator[Page]) -> Iterator[Page]:
