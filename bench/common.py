@@ -21,7 +21,6 @@ from typing import Any
 import grpc
 from google.cloud import firestore, tasks_v2
 
-from localcloud.firestore_emulator import FirestoreEmulator
 from localcloud.processes import ManagedProcess, free_port
 from orders.clients import tasks_client
 from orders.schema import INVENTORY, ORDERS, new_order
@@ -29,23 +28,6 @@ from orders.settings import CloudSettings
 
 SEED_BATCH = 500  # writes per seeding commit
 SEED_THREADS = 8  # seeding commits in flight
-
-
-@contextlib.contextmanager
-def firestore_emulator() -> Iterator[str]:
-    """Yield FIRESTORE_EMULATOR_HOST: the one already set, or a fresh emulator's."""
-    existing = os.environ.get("FIRESTORE_EMULATOR_HOST")
-    if existing:
-        yield existing
-        return
-    emulator = FirestoreEmulator()
-    emulator.start()
-    os.environ["FIRESTORE_EMULATOR_HOST"] = emulator.host_port
-    try:
-        yield emulator.host_port
-    finally:
-        del os.environ["FIRESTORE_EMULATOR_HOST"]
-        emulator.stop()
 
 
 @contextlib.contextmanager

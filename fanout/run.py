@@ -1,8 +1,9 @@
 """Fan-out runs: page the selected orders, create their tasks, mark them queued.
 
-Reading the next page overlaps creating the current page's tasks, and marking a
-page ``queued`` overlaps the next page's creation; at most one page is read
-ahead and one is being marked, so memory stays flat whatever the backlog.
+Reading the next page overlaps creating the current page's tasks, and marking
+pages ``queued`` overlaps the next pages' creation; at most one page is read
+ahead, two are being created and MARKINGS_IN_FLIGHT are being marked, so memory
+stays flat whatever the backlog.
 
 A run holds the single-flight lease (:mod:`fanout.lease`) and checkpoints its
 cursor in its run record after every page. When it nears its time budget it
@@ -16,6 +17,7 @@ import datetime as dt
 import logging
 import time
 import uuid
+from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -39,6 +41,7 @@ from orders.settings import CloudSettings
 log = logging.getLogger(__name__)
 
 PageListener = Callable[[RunSummary], None]
+MARKINGS_IN_FLIGHT = 4  # pages being marked queued at once
 BUDGET_PAGES = 2.0  # stop when fewer than this many of the slowest page fit in the budget
 FINISHED_STATES = (RunState.FINISHED.value, RunState.SKIPPED.value)  # failed runs resume
 
@@ -217,7 +220,7 @@ class FanoutRunner:
         page's was submitted, so the creation calls never wait for the pages.
         """
         slowest_s = 0.0
-        with ThreadPoolExecutor(2, thread_name_prefix="fanout-run") as pool:
+        with ThreadPoolExecutor(1 + MARKINGS_IN_FLIGHT, thread_name_prefix="fanout-run") as pool:
             flow = _PageFlow(self, segment, pool, on_page)
             source = pages(self.db, segment.selection, self._config.page_size, segment.checkpoint)
             out_of_time = False
@@ -255,7 +258,7 @@ class _PageFlow:
         self._on_page = on_page
         self._fields = {"runId": segment.summary.run_id, "queuedAt": firestore.SERVER_TIMESTAMP}
         self._creating: tuple[Page, PagePlan, PendingCreation] | None = None
-        self._marking: tuple[Future[list[str]], Page] | None = None
+        self._markings: deque[tuple[Future[list[str]], Page]] = deque()
 
     def create(self, page: Page) -> None:
         """Start creating ``page``'s tasks, then collect the previous page's creations."""
@@ -273,9 +276,8 @@ class _PageFlow:
         if self._creating is not None:
             self._collect(*self._creating)
             self._creating = None
-        if self._marking is not None:
-            self._marked(*self._marking)
-            self._marking = None
+        while self._markings:
+            self._marked(*self._markings.popleft())
 
     def _collect(self, page: Page, plan: PagePlan, pending: PendingCreation) -> None:
         """Count a page's creations and start marking the orders whose every task exists."""
@@ -293,15 +295,15 @@ class _PageFlow:
         for order_id, reason in broken.items():
             summary.add_failure(order_id, reason)
         ready = [s for s in page.orders if s.id not in broken]
-        if self._marking is not None:
-            self._marked(*self._marking)
         statuses = self._segment.selection.statuses
         db = self._runner.db
         future = self._pool.submit(
             mark_queued, db, ready, self._fields, statuses, plan.generations
         )
-        self._marking = (future, page)
+        self._markings.append((future, page))
         summary.queued += len(ready)
+        while len(self._markings) > MARKINGS_IN_FLIGHT:  # in page order: checkpoints only grow
+            self._marked(*self._markings.popleft())
 
     def _marked(self, marking: Future[list[str]], page: Page) -> None:
         """Collect a page's marking, then checkpoint past it and renew the lease."""

@@ -6,8 +6,11 @@ group, so its Java child never outlives it.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import shutil
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 from localcloud.errors import EmulatorMissingError, ProcessStartError
@@ -92,3 +95,24 @@ class FirestoreEmulator:
     def __exit__(self, *exc: object) -> None:
         """Stop on leaving the block, whatever happened."""
         self.stop()
+
+
+@contextlib.contextmanager
+def emulator_host() -> Iterator[str]:
+    """Yield ``FIRESTORE_EMULATOR_HOST``: the one already set, or a started emulator's.
+
+    An emulator started here is set in the environment for the block, then
+    stopped. Raises a ``LocalCloudError`` when it cannot start.
+    """
+    existing = os.environ.get("FIRESTORE_EMULATOR_HOST")
+    if existing:
+        yield existing
+        return
+    emulator = FirestoreEmulator()
+    emulator.start()
+    os.environ["FIRESTORE_EMULATOR_HOST"] = emulator.host_port
+    try:
+        yield emulator.host_port
+    finally:
+        del os.environ["FIRESTORE_EMULATOR_HOST"]
+        emulator.stop()

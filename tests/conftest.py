@@ -8,6 +8,7 @@ fails them.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import os
 import uuid
@@ -17,7 +18,7 @@ import pytest
 from google.cloud import firestore
 
 from localcloud.errors import LocalCloudError
-from localcloud.firestore_emulator import FirestoreEmulator
+from localcloud.firestore_emulator import emulator_host
 from localcloud.tasks.server import TasksEmulator
 from orders.schema import INVENTORY, ORDERS, new_order
 from tests.receiver import Receiver
@@ -26,23 +27,14 @@ from tests.receiver import Receiver
 @pytest.fixture(scope="session")
 def firestore_emulator() -> Iterator[str]:
     """Return FIRESTORE_EMULATOR_HOST for a running official emulator."""
-    existing = os.environ.get("FIRESTORE_EMULATOR_HOST")
-    if existing:
-        yield existing
-        return
-    emulator = FirestoreEmulator()
-    try:
-        emulator.start()
-    except LocalCloudError as exc:
-        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-            pytest.fail(f"the Firestore emulator could not start in CI: {exc}")
-        pytest.skip(f"the Firestore emulator could not start: {exc}")
-    os.environ["FIRESTORE_EMULATOR_HOST"] = emulator.host_port
-    try:
-        yield emulator.host_port
-    finally:
-        del os.environ["FIRESTORE_EMULATOR_HOST"]
-        emulator.stop()
+    with contextlib.ExitStack() as stack:
+        try:
+            host = stack.enter_context(emulator_host())
+        except LocalCloudError as exc:
+            if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+                pytest.fail(f"the Firestore emulator could not start in CI: {exc}")
+            pytest.skip(f"the Firestore emulator could not start: {exc}")
+        yield host
 
 
 @pytest.fixture
