@@ -186,7 +186,17 @@ class FanoutRunner:
             self._end(segment, RunState.FAILED, error=repr(exc))
             raise
         self._end(segment, state)
-        log.info("fan-out segment ended", extra={"runId": summary.run_id, **summary.to_dict()})
+        log.info(
+            "fan-out segment ended: %s",
+            summary.message,
+            extra={
+                "runId": summary.run_id,
+                "segment": summary.segment,
+                "state": summary.state,
+                "seconds": summary.seconds,
+                **summary.counts(),
+            },
+        )
         return summary
 
     def _end(self, segment: _Segment, state: RunState, **extra: Any) -> None:

@@ -33,7 +33,8 @@ def test_a_run_out_of_time_continues_through_its_continuation_until_every_order_
     order_ids = seed_orders(db, 50)
     cloud = make_cloud(project, tasks_emulator, receiver.url(""))
     # A budget so small that every segment does exactly one page, then hands over.
-    config = FanoutConfig(cloud=cloud, page_size=10, time_budget_s=0.001, log_level="WARNING")
+    # INFO, so every log line of the run is written (a bad log call fails the run).
+    config = FanoutConfig(cloud=cloud, page_size=10, time_budget_s=0.001, log_level="INFO")
     with served_fanout(config, tasks_emulator) as fanout:
         headers = scheduler_headers(tasks_emulator, fanout.url)
         answer = requests.post(f"{fanout.url}/fanout", headers=headers, timeout=60)
