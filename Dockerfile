@@ -1,0 +1,42 @@
+# One image for both services; SERVICE=fanout or SERVICE=worker picks the app.
+#   docker build -t order-fanout .
+#   docker run -e SERVICE=worker -e PORT=8080 -p 8080:8080 order-fanout
+FROM python:3.11.7-slim-bookworm AS base
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    VIRTUAL_ENV=/opt/venv \
+    PATH=/opt/venv/bin:$PATH
+RUN python -m venv /opt/venv
+
+# The project's wheel, built from the source.
+FROM base AS wheel
+WORKDIR /src
+COPY pyproject.toml README.md ./
+COPY orders/ orders/
+COPY fanout/ fanout/
+COPY worker/ worker/
+COPY localcloud/ localcloud/
+RUN pip wheel --no-deps --wheel-dir dist .
+
+FROM base
+WORKDIR /app
+# Dependencies first, in a layer of their own: editing the code does not reinstall them.
+COPY pyproject.toml deploy/requirements.py ./
+RUN python requirements.py pyproject.toml > requirements.txt && pip install -r requirements.txt
+COPY --from=wheel /src/dist/ dist/
+RUN pip install --no-deps dist/*.whl && rm -rf dist
+RUN useradd --uid 10001 --no-create-home --shell /usr/sbin/nologin app
+USER 10001
+
+# Cloud Run sets PORT; an empty BIND_HOST listens on every interface of the container. Two workers of 16 threads suit one vCPU of I/O-bound
+# requests; --timeout 300 s is above the tasks' dispatch deadline (60 s) and the
+# fanout's attempt deadline (180 s), so gunicorn never kills a request Cloud Tasks
+# or Cloud Scheduler is still waiting for.
+ENV SERVICE=worker \
+    BIND_HOST="" \
+    PORT=8080 \
+    GUNICORN_WORKERS=2 \
+    GUNICORN_THREADS=16
+CMD exec gunicorn --bind "${BIND_HOST}:${PORT}" --workers "${GUNICORN_WORKERS}" --threads "${GUNICORN_THREADS}" --timeout 300 --graceful-timeout 20 --access-logfile - "${SERVICE}.app:create_app()"
