@@ -1,0 +1,75 @@
+"""deploy/deploy.sh --dry-run: the complete plan, printed without calling gcloud."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def plan(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    # A gcloud that records any call: the dry run must make none.
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    fake = bin_dir / "gcloud"
+    fake.write_text(f"#!/bin/sh\necho called >> {tmp_path / 'gcloud-called'}\nexit 99\n")
+    fake.chmod(0o755)
+    env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "HOME": str(tmp_path)}
+    return subprocess.run(
+        ["bash", str(ROOT / "deploy" / "deploy.sh"), *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_the_dry_run_prints_every_step_and_calls_nothing(tmp_path: Path) -> None:
+    result = plan(tmp_path, "--dry-run", "--project", "acme-prod", "--region", "europe-west1")
+    assert result.returncode == 0, result.stderr
+    assert not (tmp_path / "gcloud-called").exists()
+    out = result.stdout
+    g = "gcloud --project=acme-prod --quiet"
+    sa = "iam.gserviceaccount.com"
+    for account in ("fanout", "worker", "tasks-invoker", "scheduler-invoker"):
+        assert f"{g} iam service-accounts create {account} " in out
+    lines = out.splitlines()
+    deploys = [line for line in lines if " run deploy " in line]
+    assert len(deploys) == 2
+    for service, account in (("order-worker", "worker"), ("order-fanout", "fanout")):
+        line = next(d for d in deploys if f"run deploy {service} " in d)
+        assert "--no-allow-unauthenticated" in line
+        assert f"--service-account={account}@acme-prod.{sa}" in line
+        assert f"SERVICE={service.removeprefix('order-')}" in line
+    fanout_line = next(d for d in deploys if "run deploy order-fanout " in d)
+    assert "FANOUT_URL=https://order-fanout-${PROJECT_NUMBER}.europe-west1.run.app" in fanout_line
+    bindings = [
+        ("run services add-iam-policy-binding order-worker", "tasks-invoker", "roles/run.invoker"),
+        ("run services add-iam-policy-binding order-fanout", "scheduler-invoker", "run.invoker"),
+        ("projects add-iam-policy-binding acme-prod", "fanout", "roles/cloudtasks.enqueuer"),
+        (f"service-accounts add-iam-policy-binding tasks-invoker@acme-prod.{sa}", "fanout",
+         "roles/iam.serviceAccountUser"),
+    ]  # fmt: skip
+    for command, member, role in bindings:
+        assert any(
+            command in line and f"serviceAccount:{member}@acme-prod.{sa}" in line and role in line
+            for line in lines
+        ), command
+    queue_flags = f"--flags-file={ROOT}/deploy/queue.yaml"
+    assert f"tasks queues create order-actions --location=europe-west1 {queue_flags}" in out
+    assert "--field-config=field-path=fanout.queuedAt,order=ascending" in out
+    assert "scheduler jobs create http order-fanout --location=europe-west1 --flags-file=" in out
+    rendered = [line for line in lines if line.startswith("#   --")]
+    fanout_url = "https://order-fanout-${PROJECT_NUMBER}.europe-west1.run.app"
+    assert f'#   --uri: "{fanout_url}/fanout"' in rendered
+    assert f'#   --oidc-service-account-email: "scheduler-invoker@acme-prod.{sa}"' in rendered
+    assert "${FANOUT_URL}" not in out and "${SCHEDULER_SA}" not in out
+
+
+def test_bad_arguments_are_refused_with_a_reason(tmp_path: Path) -> None:
+    missing = plan(tmp_path, "--dry-run")
+    assert missing.returncode == 2 and "--project PROJECT_ID" in missing.stderr
+    unknown = plan(tmp_path, "--project", "p", "--frobnicate")
+    assert unknown.returncode == 2 and "unknown argument '--frobnicate'" in unknown.stderr
+    assert not (tmp_path / "gcloud-called").exists()
