@@ -160,6 +160,23 @@ def format_summary(summary: RunSummary) -> str:
     return "\n".join(lines)
 
 
+@main.command()
+@click.argument("run_id", required=False)
+def status(run_id: str | None) -> None:
+    """Show run RUN_ID's record (counts, failures, checkpoint) and the latest runs."""
+    from fanout.status import status_report
+    from orders.clients import firestore_client
+
+    try:
+        config = FanoutConfig.from_env()
+        click.echo(status_report(firestore_client(config.cloud), run_id))
+    except SettingsError as exc:
+        raise click.UsageError(str(exc)) from None
+    except RunNotFoundError as exc:
+        click.echo(f"Error: {exc}", err=True)
+        sys.exit(EXIT_BLOCKED)
+
+
 @main.command("run")
 @_option("--url", envvar="FANOUT_URL", required=True, help="The fanout service's base URL.")
 @_option(

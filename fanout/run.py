@@ -205,6 +205,8 @@ class FanoutRunner:
         summary.seconds = round(time.monotonic() - segment.started, 3)
         if segment.lease is not None and state is not RunState.CONTINUING:
             segment.lease.release()
+        if summary.continuation:
+            extra["continuation"] = summary.continuation
         self.records.progress(
             summary, segment.record, segment.checkpoint, state, message=summary.message, **extra
         )

@@ -128,6 +128,26 @@ def test_a_run_stopped_by_its_budget_is_resumed_from_its_checkpoint(
     assert summary_of(again)["orders"] == 0  # a finished run stays finished
 
 
+def test_status_shows_a_run_and_the_latest_runs(
+    db: firestore.Client, cloud: CloudSettings
+) -> None:
+    seed_orders(db, 20)
+    stopped = summary_of(
+        fanout(cloud, "backfill", "--page-size", "10", "--time-budget", "0.001s", "--json")
+    )
+    finished = summary_of(fanout(cloud, "backfill", "--resume", stopped["run_id"], "--json"))
+    assert finished["state"] == "finished"
+    shown = fanout(cloud, "status", stopped["run_id"])
+    assert shown.exit_code == 0, shown.output
+    assert f"run {stopped['run_id']}" in shown.stdout
+    assert "state       finished (segment 1)" in shown.stdout
+    assert "orders 20  queued 20  tasks_created 60" in shown.stdout
+    assert "checkpoint  after order order-00019" in shown.stdout
+    latest = fanout(cloud, "status")
+    assert stopped["run_id"] in latest.stdout and "backfill" in latest.stdout
+    assert fanout(cloud, "status", "nope").exit_code == 3
+
+
 def test_a_failed_order_makes_the_exit_status_non_zero_and_is_listed(
     db: firestore.Client, cloud: CloudSettings
 ) -> None:
