@@ -29,7 +29,7 @@ from fanout.run import FanoutRunner
 from orders.auth import AuthSettings, CallerVerifier, build_verifier
 from orders.clients import firestore_client, tasks_client
 from orders.errors import AuthError, SettingsError
-from orders.logs import configure_logging
+from orders.logs import TraceMiddleware, configure_logging
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +75,7 @@ def create_app(
     configure_logging(config.log_level)
     verifier = build_verifier(auth or fanout_auth_settings(config), "fanout")
     app = Flask(__name__)
+    app.wsgi_app = TraceMiddleware(app.wsgi_app, config.cloud.project)  # type: ignore[method-assign]
     runner = build_runner(config)
 
     @app.get("/healthz")
