@@ -592,3 +592,14 @@ def test_stop_is_idempotent_and_context_manager_restarts(issuer: LocalIssuer) ->
     assert own.issuer.issuer_url.startswith("http://127.0.0.1:")
     own.stop()
     own.stop()
+
+
+def test_rpc_latency_is_added_to_every_call(issuer: LocalIssuer) -> None:
+    with TasksEmulator(issuer=issuer, rpc_latency_s=0.2) as emulator:
+        channel = grpc.insecure_channel(emulator.address)
+        client = tasks_v2.CloudTasksClient(transport=CloudTasksGrpcTransport(channel=channel))
+        started = time.monotonic()
+        queue = make_queue(client)
+        client.get_queue(name=queue.name)
+        assert time.monotonic() - started >= 0.4  # two calls, each delayed 0.2 s at least
+        channel.close()

@@ -48,7 +48,18 @@ DEFAULT_PORT = 8123
     envvar="TASKS_EMULATOR_DISPATCH_THREADS",
     help="Maximum HTTP dispatch threads per queue. [env: TASKS_EMULATOR_DISPATCH_THREADS]",
 )
-def tasks_emulator(host: str, port: int, reservation_seconds: float, dispatch_threads: int) -> None:
+@click.option(
+    "--latency-ms",
+    type=click.FloatRange(min=0),
+    default=0.0,
+    show_default=True,
+    envvar="TASKS_EMULATOR_LATENCY_MS",
+    help="Milliseconds added to every gRPC call, to simulate network round-trips. "
+    "[env: TASKS_EMULATOR_LATENCY_MS]",
+)
+def tasks_emulator(
+    host: str, port: int, reservation_seconds: float, dispatch_threads: int, latency_ms: float
+) -> None:
     """Serve google.cloud.tasks.v2.CloudTasks over gRPC, dispatching tasks over HTTP."""
     stop = threading.Event()
 
@@ -64,6 +75,7 @@ def tasks_emulator(host: str, port: int, reservation_seconds: float, dispatch_th
         port=port,
         reservation_s=reservation_seconds,
         dispatch_threads=dispatch_threads,
+        rpc_latency_s=latency_ms / 1000.0,
     )
     try:
         emulator.start()

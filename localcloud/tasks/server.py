@@ -26,7 +26,8 @@ class TasksEmulator:
     ``reservation_s`` is how long, in seconds, a finished or deleted task's name
     stays reserved. ``dispatch_threads`` caps the HTTP threads per queue.
     ``max_task_bytes`` is the task size limit in bytes. ``store`` defaults to a
-    fresh :class:`MemoryTaskStore`.
+    fresh :class:`MemoryTaskStore`. ``rpc_latency_s`` is a delay in seconds added to
+    every gRPC call, to simulate network round-trips in benchmarks (0 = none).
     """
 
     def __init__(
@@ -38,9 +39,13 @@ class TasksEmulator:
         dispatch_threads: int = DEFAULT_DISPATCH_THREADS,
         max_task_bytes: int = DEFAULT_MAX_TASK_BYTES,
         store: TaskStore | None = None,
+        rpc_latency_s: float = 0.0,
     ) -> None:
         if dispatch_threads < 1:
             raise ValueError(f"dispatch_threads must be at least 1, got {dispatch_threads}")
+        if rpc_latency_s < 0:
+            raise ValueError(f"rpc_latency_s must not be negative, got {rpc_latency_s}")
+        self.rpc_latency_s = rpc_latency_s
         self.host = host
         self.port = port
         self.dispatch_threads = dispatch_threads
@@ -85,7 +90,9 @@ class TasksEmulator:
         issuer = self._issuer
         self.store.release_leases()
         dispatcher = Dispatcher(self.store, issuer.cached_token, self.dispatch_threads)
-        service = CloudTasksService(self.store, dispatcher, self.max_task_bytes)
+        service = CloudTasksService(
+            self.store, dispatcher, self.max_task_bytes, rpc_latency_s=self.rpc_latency_s
+        )
         executor = futures.ThreadPoolExecutor(
             max_workers=DEFAULT_GRPC_THREADS, thread_name_prefix="tasks-grpc"
         )

@@ -93,7 +93,9 @@ def _page_size(size: int) -> int:
 class CloudTasksService:
     """The Cloud Tasks v2 API over a :class:`TaskStore`, feeding a :class:`Dispatcher`.
 
-    ``max_task_bytes`` is the largest accepted serialized task, in bytes.
+    ``max_task_bytes`` is the largest accepted serialized task, in bytes;
+    ``rpc_latency_s`` is a delay in seconds added to every gRPC call, to simulate
+    a network round-trip.
     """
 
     def __init__(
@@ -102,10 +104,12 @@ class CloudTasksService:
         dispatcher: Dispatcher,
         max_task_bytes: int,
         operations: OperationLog | None = None,
+        rpc_latency_s: float = 0.0,
     ) -> None:
         self._store = store
         self._dispatcher = dispatcher
         self.max_task_bytes = max_task_bytes
+        self.rpc_latency_s = rpc_latency_s
         self.operations = operations or OperationLog()
 
     # -- queues -----------------------------------------------------------------
@@ -268,12 +272,12 @@ class CloudTasksService:
             "DeleteTask": (self.delete_task, t.DeleteTaskRequest, empty_pb2.Empty),
         }
         tasks_handlers = {
-            method: _unary(fn, request_cls.pb(), response_cls)
+            method: _unary(fn, request_cls.pb(), self.rpc_latency_s)
             for method, (fn, request_cls, response_cls) in tasks_methods.items()
         }
         ops_handlers = {
             "GetOperation": _unary(
-                self.get_operation, operations_pb2.GetOperationRequest, operations_pb2.Operation
+                self.get_operation, operations_pb2.GetOperationRequest, self.rpc_latency_s
             )
         }
         return [
@@ -282,10 +286,17 @@ class CloudTasksService:
         ]
 
 
-def _unary(fn: Callable[[Any], Any], request_cls: Any, _response_cls: Any) -> grpc.RpcMethodHandler:
-    """Wrap ``fn(request) -> response`` as a unary-unary handler with error mapping."""
+def _unary(
+    fn: Callable[[Any], Any], request_cls: Any, latency_s: float
+) -> grpc.RpcMethodHandler:
+    """Wrap ``fn(request) -> response`` as a unary-unary handler with error mapping.
+
+    ``latency_s`` seconds are slept before each call (0 for none).
+    """
 
     def handle(request: Any, context: grpc.ServicerContext) -> Any:
+        if latency_s > 0:
+            time.sleep(latency_s)
         try:
             return fn(request)
         except TasksEmulatorError as exc:
