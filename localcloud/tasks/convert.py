@@ -12,7 +12,7 @@ from typing import Any
 
 from localcloud.tasks import ratelimit
 from localcloud.tasks.errors import InvalidArgumentError
-from localcloud.tasks.model import QueueConfig
+from localcloud.tasks.model import QUEUE_STATE_RUNNING, QueueConfig
 from localcloud.tasks.retry import RetryPolicy
 
 _LOCATION_RE = re.compile(r"projects/[A-Za-z0-9\-:.]+/locations/[A-Za-z0-9\-]+")
@@ -154,8 +154,12 @@ def retry_from_pb(pb: Any, base: RetryPolicy) -> RetryPolicy:
     return policy
 
 
-def queue_from_pb(parent: str, queue: Any) -> QueueConfig:
-    """Validate a ``CreateQueueRequest``'s parent and queue; fill in the defaults."""
+def queue_from_pb(parent: str, queue: Any, state: int = QUEUE_STATE_RUNNING) -> QueueConfig:
+    """Validate a ``CreateQueueRequest``'s parent and queue; fill in the defaults.
+
+    ``max_burst_size`` is output only: it is derived from the rate by
+    :func:`localcloud.tasks.ratelimit.burst_size_for_rate`.
+    """
     check_location(parent)
     check_queue_name(queue.name)
     if not queue.name.startswith(parent + "/queues/"):
@@ -180,6 +184,7 @@ def queue_from_pb(parent: str, queue: Any) -> QueueConfig:
         max_burst_size=ratelimit.burst_size_for_rate(rate),
         max_concurrent_dispatches=concurrent,
         retry=retry_from_pb(queue.retry_config, RetryPolicy()),
+        state=state,
     )
 
 
@@ -190,6 +195,8 @@ def queue_to_pb(config: QueueConfig, queue_cls: Any) -> Any:
     q.rate_limits.max_burst_size = config.max_burst_size
     q.rate_limits.max_concurrent_dispatches = config.max_concurrent_dispatches
     retry_to_pb(config.retry, q.retry_config)
+    if config.purge_time_s:
+        set_timestamp(q.purge_time, config.purge_time_s)
     return q
 
 

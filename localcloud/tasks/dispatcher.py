@@ -9,6 +9,7 @@ due, a token is refilled, a slot is freed or a new task arrives.
 
 from __future__ import annotations
 
+import collections
 import logging
 import math
 import queue
@@ -28,6 +29,8 @@ log = logging.getLogger(__name__)
 DEFAULT_DISPATCH_THREADS = 64
 IDLE_WAIT_S = 5.0  # safety-net wake-up of an idle loop, seconds
 STOP_TIMEOUT_S = 5.0  # how long stop() waits for in-flight requests, seconds
+EXECUTED_WINDOW_S = 60.0  # window of QueueStats.executed_last_minute_count, seconds
+_SLOW_DOWN_STATUSES = frozenset({429, 503})
 
 
 class QueueDispatcher:
@@ -44,12 +47,15 @@ class QueueDispatcher:
         self._store = store
         self._tokens = tokens
         self._queue_id = config.queue_id
+        self._threads = dispatch_threads
         self.limit = max(1, min(config.max_concurrent_dispatches, dispatch_threads))
         self._cond = threading.Condition()
         self._bucket = TokenBucket(
             config.max_dispatches_per_second, config.max_burst_size, time.monotonic()
         )
         self._in_flight = 0
+        self._hold_until_s = 0.0  # monotonic seconds: after a 429/503 the queue waits
+        self._executed: collections.deque[float] = collections.deque()  # monotonic seconds
         self._stopping = False
         self._wake_at_s = -math.inf  # epoch seconds the loop will look again; -inf = busy
         self._work: queue.SimpleQueue[TaskRecord | None] = queue.SimpleQueue()
@@ -71,6 +77,40 @@ class QueueDispatcher:
     def start(self) -> None:
         """Start the loop thread."""
         self._loop.start()
+
+    def reconfigure(self, config: QueueConfig) -> None:
+        """Apply a queue's new settings (rate, concurrency, retry, pause state) at once."""
+        with self._cond:
+            old, self.config = self.config, config
+            self.limit = max(1, min(config.max_concurrent_dispatches, self._threads))
+            rate_changed = (old.max_dispatches_per_second, old.max_burst_size) != (
+                config.max_dispatches_per_second,
+                config.max_burst_size,
+            )
+            if rate_changed:
+                self._bucket = TokenBucket(
+                    config.max_dispatches_per_second, config.max_burst_size, time.monotonic()
+                )
+            self._cond.notify_all()
+
+    def run_now(self, task: TaskRecord) -> None:
+        """Dispatch an already leased task at once (RunTask): no token, no cap, no pause."""
+        with self._cond:
+            self._in_flight += 1
+            self._work.put(task)
+            if len(self._workers) < self._in_flight:
+                self._spawn_worker()
+
+    def activity(self) -> tuple[int, int]:
+        """Return (requests in flight, attempts answered in the last 60 seconds)."""
+        with self._cond:
+            self._trim_executed(time.monotonic())
+            return self._in_flight, len(self._executed)
+
+    def _trim_executed(self, now_s: float) -> None:
+        executed = self._executed
+        while executed and executed[0] <= now_s - EXECUTED_WINDOW_S:
+            executed.popleft()
 
     def wake(self, due_s: float) -> None:
         """Tell the loop a task is due at ``due_s`` (epoch seconds)."""
@@ -126,7 +166,11 @@ class QueueDispatcher:
                 if capacity <= 0 or self.config.state != QUEUE_STATE_RUNNING:
                     self._cond.wait(IDLE_WAIT_S)  # a finishing request notifies
                     continue
-                tokens = self._bucket.available(time.monotonic())
+                now_mono_s = time.monotonic()
+                if now_mono_s < self._hold_until_s:
+                    self._cond.wait(self._hold_until_s - now_mono_s)
+                    continue
+                tokens = self._bucket.available(now_mono_s)
                 if tokens < 1:
                     self._cond.wait(self._bucket.seconds_until_token() + 0.0005)
                     continue
@@ -168,6 +212,9 @@ class QueueDispatcher:
                 finally:
                     with self._cond:
                         self._in_flight -= 1
+                        now_s = time.monotonic()
+                        self._executed.append(now_s)
+                        self._trim_executed(now_s)
                         self._cond.notify()
         finally:
             session.close()
@@ -186,9 +233,20 @@ class QueueDispatcher:
         delay_s = policy_backoff_s(policy, task.dispatch_count)
         if result.retry_after_s is not None:
             delay_s = max(delay_s, min(result.retry_after_s, policy.max_backoff_s))
+        if result.http_status in _SLOW_DOWN_STATUSES:
+            self._slow_down(delay_s)
         self._store.reschedule(
             task.name, result, result.response_time_s + delay_s, retry_reason(result)
         )
+
+
+    def _slow_down(self, delay_s: float) -> None:
+        """Hold the whole queue for ``delay_s`` seconds: the target said 429 or 503.
+
+        ``delay_s`` is the task's backoff, or its ``Retry-After`` when longer.
+        """
+        with self._cond:
+            self._hold_until_s = max(self._hold_until_s, time.monotonic() + delay_s)
 
 
 class Dispatcher:
@@ -224,6 +282,28 @@ class Dispatcher:
             loop = QueueDispatcher(config, self._store, self._tokens, self.dispatch_threads)
             self._queues[config.name] = loop
         loop.start()
+
+    def update_queue(self, config: QueueConfig) -> None:
+        """Apply a queue's new settings, starting its loop if it has none yet."""
+        with self._lock:
+            loop = self._queues.get(config.name)
+        if loop is None:
+            self.add_queue(config)
+        else:
+            loop.reconfigure(config)
+
+    def run_now(self, task: TaskRecord) -> None:
+        """Dispatch a task leased by RunTask at once, ignoring rate limits and pause."""
+        with self._lock:
+            loop = self._queues.get(task.queue_name)
+        if loop is not None:
+            loop.run_now(task)
+
+    def activity(self, queue_name: str) -> tuple[int, int]:
+        """Return a queue's (requests in flight, attempts answered in the last minute)."""
+        with self._lock:
+            loop = self._queues.get(queue_name)
+        return (0, 0) if loop is None else loop.activity()
 
     def remove_queue(self, name: str) -> None:
         """Stop dispatching a deleted queue; in-flight requests finish in the background."""

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from concurrent import futures
+from pathlib import Path
 
 import grpc
 
@@ -11,7 +13,9 @@ from localcloud.tasks.convert import DEFAULT_MAX_TASK_BYTES
 from localcloud.tasks.dispatcher import DEFAULT_DISPATCH_THREADS, STOP_TIMEOUT_S, Dispatcher
 from localcloud.tasks.errors import EmulatorStartError, EmulatorStateError
 from localcloud.tasks.memstore import MemoryTaskStore
+from localcloud.tasks.model import QueueConfig
 from localcloud.tasks.service import CloudTasksService
+from localcloud.tasks.sqlstore import SqliteTaskStore
 from localcloud.tasks.store import DEFAULT_RESERVATION_S, TaskStore
 
 DEFAULT_GRPC_THREADS = 32
@@ -26,8 +30,10 @@ class TasksEmulator:
     ``reservation_s`` is how long, in seconds, a finished or deleted task's name
     stays reserved. ``dispatch_threads`` caps the HTTP threads per queue.
     ``max_task_bytes`` is the task size limit in bytes. ``store`` defaults to a
-    fresh :class:`MemoryTaskStore`. ``rpc_latency_s`` is a delay in seconds added to
-    every gRPC call, to simulate network round-trips in benchmarks (0 = none).
+    :class:`SqliteTaskStore` in the file ``db_path``, or to a fresh in-memory
+    :class:`MemoryTaskStore` without one. ``rpc_latency_s`` is a delay in seconds
+    added to every gRPC call, to simulate network round-trips in benchmarks
+    (0 = none). ``queues`` are created, or updated to these settings, at start.
     """
 
     def __init__(
@@ -40,6 +46,8 @@ class TasksEmulator:
         max_task_bytes: int = DEFAULT_MAX_TASK_BYTES,
         store: TaskStore | None = None,
         rpc_latency_s: float = 0.0,
+        db_path: str | Path | None = None,
+        queues: Sequence[QueueConfig] = (),
     ) -> None:
         if dispatch_threads < 1:
             raise ValueError(f"dispatch_threads must be at least 1, got {dispatch_threads}")
@@ -50,7 +58,14 @@ class TasksEmulator:
         self.port = port
         self.dispatch_threads = dispatch_threads
         self.max_task_bytes = max_task_bytes
-        self.store: TaskStore = store or MemoryTaskStore(reservation_s)
+        if store is None:
+            store = (
+                MemoryTaskStore(reservation_s)
+                if db_path is None
+                else SqliteTaskStore(db_path, reservation_s)
+            )
+        self.store: TaskStore = store
+        self.queues = list(queues)
         self._issuer = issuer
         self._owns_issuer = issuer is None
         self._server: grpc.Server | None = None
@@ -120,6 +135,8 @@ class TasksEmulator:
                 f"Cannot bind the Cloud Tasks emulator to {self.address}: {reason}"
             )
         self.port = int(port)
+        for config in self.queues:
+            self.store.put_queue(config)
         dispatcher.start()
         server.start()
         self._server, self._dispatcher, self._executor = server, dispatcher, executor
