@@ -513,12 +513,17 @@ def test_connection_refused_is_retried(
 # -- command ----------------------------------------------------------------------
 
 
-def test_command_serves_until_sigterm(receiver: Receiver) -> None:
+def test_command_serves_until_sigterm(receiver: Receiver, tmp_path: Any) -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     code = "from localcloud.tasks.command import tasks_emulator; tasks_emulator()"
-    env = {**os.environ, "TASKS_EMULATOR_PORT": str(port)}
+    env = {
+        **os.environ,
+        "TASKS_EMULATOR_PORT": str(port),
+        "TASKS_EMULATOR_REST_PORT": "0",
+        "TASKS_EMULATOR_DB": str(tmp_path / "tasks.sqlite3"),
+    }
     proc = subprocess.Popen(
         [sys.executable, "-c", code, "--dispatch-threads", "4"],
         stdout=subprocess.PIPE,
