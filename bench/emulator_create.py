@@ -19,7 +19,10 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from emulator_process import LOCATION, EmulatorProcess
+from localcloud.tasks.child import EmulatorChild
+
+LOCATION = "projects/bench/locations/us-central1"
+NO_REST = ("--rest-port", "-1")
 
 
 def task(queue: str, url: str) -> dict[str, Any]:
@@ -27,7 +30,7 @@ def task(queue: str, url: str) -> dict[str, Any]:
 
 
 def measure(db: str, tasks: int, threads: int) -> dict[str, float]:
-    with EmulatorProcess(db) as emulator:
+    with EmulatorChild([*NO_REST, "--db", db]) as emulator:
         client = emulator.client
         queue = client.create_queue(
             parent=LOCATION, queue={"name": f"{LOCATION}/queues/create-{uuid.uuid4().hex[:8]}"}

@@ -24,7 +24,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from emulator_process import LOCATION, EmulatorProcess
+from localcloud.tasks.child import EmulatorChild
+
+LOCATION = "projects/bench/locations/us-central1"
+NO_REST = ("--rest-port", "-1")
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -73,7 +76,10 @@ def main() -> None:
     recorder = Recorder(args.handler_ms / 1000.0)
     threading.Thread(target=recorder.serve_forever, daemon=True).start()
     url = f"http://127.0.0.1:{recorder.server_address[1]}/task"
-    with tempfile.TemporaryDirectory() as tmp, EmulatorProcess(str(Path(tmp) / "t.sqlite3")) as emu:
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        EmulatorChild([*NO_REST, "--db", str(Path(tmp) / "t.sqlite3")]) as emu,
+    ):
         client = emu.client
         queue = client.create_queue(
             parent=LOCATION,

@@ -6,19 +6,13 @@ queues declared in a YAML file and in ``TASKS_EMULATOR_QUEUES``.
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-import grpc
 import pytest
 from google.api_core import exceptions
-from google.cloud import tasks_v2
-from google.cloud.tasks_v2.services.cloud_tasks.transports import CloudTasksGrpcTransport
 
+from localcloud.tasks.child import EmulatorChild
 from tests.conformance.builders import gone, http_task, later
 from tests.conformance.target import Reply, Target, eventually
 
@@ -32,58 +26,18 @@ queues:
     rateLimits: {maxDispatchesPerSecond: 100, maxConcurrentDispatches: 10}
     retryConfig: {maxAttempts: 7, minBackoff: 0.1, maxBackoff: 1s, maxDoublings: 2}
 """
-ROOT = Path(__file__).resolve().parent.parent
 
 
-class EmulatorProcess:
-    """``localcloud tasks-emulator`` in its own process group, on a free port."""
-
-    def __init__(self, db: Path, config: Path) -> None:
-        code = "from localcloud.tasks.command import tasks_emulator; tasks_emulator()"
-        env = {
-            **os.environ,
-            "TASKS_EMULATOR_PORT": "0",
-            "TASKS_EMULATOR_REST_PORT": "-1",
-            "TASKS_EMULATOR_DB": str(db),
-            "TASKS_EMULATOR_CONFIG": str(config),
-            "TASKS_EMULATOR_QUEUES": "[{name: side, retryConfig: {maxAttempts: 2}}]",
-            "GOOGLE_CLOUD_PROJECT": "durable",
-        }
-        self.proc = subprocess.Popen(
-            [sys.executable, "-c", code],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            text=True,
-            env=env,
-            cwd=ROOT,
-            start_new_session=True,
-        )
-        assert self.proc.stdout is not None
-        line = self.proc.stdout.readline()
-        assert line.startswith("Cloud Tasks emulator listening on "), line
-        self.address = line.split()[5]
-        self.channel = grpc.insecure_channel(self.address)
-        self.client = tasks_v2.CloudTasksClient(
-            transport=CloudTasksGrpcTransport(channel=self.channel)
-        )
-
-    def kill(self) -> None:
-        """SIGKILL the whole process group, as a crash would."""
-        self.channel.close()
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        self.proc.wait(timeout=30)
-
-    def stop(self) -> None:
-        """SIGTERM, then SIGKILL the group if it does not exit."""
-        self.channel.close()
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(timeout=15)
+def start(db: Path, config: Path) -> EmulatorChild:
+    """The emulator command on ``db``, its queues from ``config`` and the environment."""
+    env = {
+        "TASKS_EMULATOR_REST_PORT": "-1",
+        "TASKS_EMULATOR_DB": str(db),
+        "TASKS_EMULATOR_CONFIG": str(config),
+        "TASKS_EMULATOR_QUEUES": "[{name: side, retryConfig: {maxAttempts: 2}}]",
+        "GOOGLE_CLOUD_PROJECT": "durable",
+    }
+    return EmulatorChild(env=env)
 
 
 @pytest.fixture
@@ -104,7 +58,7 @@ def test_sigkill_loses_no_task_keeps_reservations_and_redelivers_in_flight(
     tmp_path: Path, config: Path, target: Target
 ) -> None:
     db = tmp_path / "tasks.sqlite3"
-    first = EmulatorProcess(db, config)
+    first = start(db, config)
     try:
         client = first.client
         queue = client.get_queue(name=QUEUE)
@@ -129,7 +83,7 @@ def test_sigkill_loses_no_task_keeps_reservations_and_redelivers_in_flight(
     finally:
         first.kill()
 
-    second = EmulatorProcess(db, config)
+    second = start(db, config)
     try:
         client = second.client
         with pytest.raises(exceptions.AlreadyExists):
