@@ -32,6 +32,7 @@ FLAGS = """
 --max-backoff: 2s
 --max-doublings: 2
 --max-retry-duration: 30s
+--log-sampling-ratio: 0.5
 """
 
 
@@ -109,6 +110,7 @@ def _queues_and_tasks(g: Gcloud, target: Target, tmp_path: Path) -> None:
         "maxDoublings": 2,
         "maxRetryDuration": "30s",
     }
+    assert queue["stackdriverLoggingConfig"] == {"samplingRatio": 0.5}
     g.run("tasks", "queues", "update", "q1", loc, "--max-dispatches-per-second=20")
     queue = g.json("tasks", "queues", "describe", "q1", loc)
     assert queue["rateLimits"]["maxDispatchesPerSecond"] == 20.0

@@ -178,6 +178,11 @@ def queue_from_pb(parent: str, queue: Any, state: int = QUEUE_STATE_RUNNING) -> 
         raise InvalidArgumentError(
             f"max_concurrent_dispatches must be in [1, 5000], got {concurrent}."
         )
+    ratio = queue.stackdriver_logging_config.sampling_ratio
+    if not 0.0 <= ratio <= 1.0:
+        raise InvalidArgumentError(
+            f"stackdriver_logging_config.sampling_ratio must be in [0, 1], got {ratio}."
+        )
     return QueueConfig(
         name=queue.name,
         max_dispatches_per_second=float(rate),
@@ -185,6 +190,7 @@ def queue_from_pb(parent: str, queue: Any, state: int = QUEUE_STATE_RUNNING) -> 
         max_concurrent_dispatches=concurrent,
         retry=retry_from_pb(queue.retry_config, RetryPolicy()),
         state=state,
+        log_sampling_ratio=ratio,
     )
 
 
@@ -197,6 +203,8 @@ def queue_to_pb(config: QueueConfig, queue_cls: Any) -> Any:
     retry_to_pb(config.retry, q.retry_config)
     if config.purge_time_s:
         set_timestamp(q.purge_time, config.purge_time_s)
+    if config.log_sampling_ratio:
+        q.stackdriver_logging_config.sampling_ratio = config.log_sampling_ratio
     return q
 
 

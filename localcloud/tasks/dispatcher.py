@@ -239,7 +239,6 @@ class QueueDispatcher:
             task.name, result, result.response_time_s + delay_s, retry_reason(result)
         )
 
-
     def _slow_down(self, delay_s: float) -> None:
         """Hold the whole queue for ``delay_s`` seconds: the target said 429 or 503.
 

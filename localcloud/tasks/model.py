@@ -33,6 +33,7 @@ class QueueConfig:
     retry: RetryPolicy
     state: int = QUEUE_STATE_RUNNING
     purge_time_s: float = 0.0
+    log_sampling_ratio: float = 0.0
 
     @property
     def queue_id(self) -> str:

@@ -181,4 +181,3 @@ def _check_paths(paths: list[str]) -> None:
             )
         if not field_mask_pb2.FieldMask(paths=[path]).IsValidForDescriptor(Queue.DESCRIPTOR):
             raise InvalidArgumentError(f"update_mask path '{path}' is not a field of Queue.")
-
