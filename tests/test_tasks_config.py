@@ -99,3 +99,5 @@ def test_rest_queue_stats_with_read_mask(rest: str) -> None:
     assert set(masked) == {"name", "stats"}
     assert masked["stats"]["tasksCount"] == "1"  # int64 is a JSON string
     assert masked["stats"]["oldestEstimatedArrivalTime"]
+    wrong = requests.get(base + "/s", params={"readMask": "nope"})
+    assert wrong.status_code == 400 and "read_mask" in wrong.json()["error"]["message"]

@@ -237,6 +237,7 @@ def test_command_serves_until_sigterm(receiver: Receiver, tmp_path: Any) -> None
         "TASKS_EMULATOR_PORT": str(port),
         "TASKS_EMULATOR_REST_PORT": "0",
         "TASKS_EMULATOR_DB": str(tmp_path / "tasks.sqlite3"),
+        "TASKS_EMULATOR_LATENCY_MS": "50",
     }
     proc = subprocess.Popen(
         [sys.executable, "-c", code, "--dispatch-threads", "4"],
@@ -257,6 +258,9 @@ def test_command_serves_until_sigterm(receiver: Receiver, tmp_path: Any) -> None
         channel = grpc.insecure_channel(f"127.0.0.1:{port}")
         client = tasks_v2.CloudTasksClient(transport=CloudTasksGrpcTransport(channel=channel))
         queue = make_queue(client)
+        started = time.monotonic()
+        client.get_queue(name=queue.name)
+        assert time.monotonic() - started >= 0.05  # TASKS_EMULATOR_LATENCY_MS
         client.create_task(parent=queue.name, task=http_task("", receiver.url("/cmd")))
         wait_for(lambda: len(receiver.at("/cmd")) == 1)
         channel.close()

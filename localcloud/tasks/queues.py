@@ -151,10 +151,15 @@ class QueueService:
         )
         if not read_mask:
             return full
+        mask = field_mask_pb2.FieldMask(paths=read_mask)
+        if not mask.IsValidForDescriptor(BetaQueue.DESCRIPTOR):
+            raise InvalidArgumentError(
+                f"read_mask {','.join(read_mask)} names a field that Queue does not have."
+            )
         if STATS_FIELD in read_mask:
             self._fill_stats(config, full.stats)
         trimmed = BetaQueue()
-        field_mask_pb2.FieldMask(paths=read_mask).MergeMessage(full, trimmed)
+        mask.MergeMessage(full, trimmed)
         return trimmed
 
     def _fill_stats(self, config: QueueConfig, stats: Any) -> None:

@@ -117,6 +117,10 @@ class RestApi:
             return 200, self._dispatch(verb, target, body)
         except TasksEmulatorError as exc:
             return http_status(exc.grpc_code), error_body(exc)
+        except Exception as exc:  # never a dropped connection: an INTERNAL error document
+            log.exception("internal error in REST %s %s", verb, target)
+            internal = TasksEmulatorError(f"Internal emulator error: {exc!r}")
+            return 500, error_body(internal)
 
     def _dispatch(self, verb: str, target: str, body: bytes) -> dict[str, Any]:
         parts = urlsplit(target)
