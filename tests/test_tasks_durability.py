@@ -13,6 +13,7 @@ import pytest
 from google.api_core import exceptions
 
 from localcloud.tasks.child import EmulatorChild
+from localcloud.tasks.errors import EmulatorStartError
 from tests.conformance.builders import gone, http_task, later
 from tests.conformance.target import Reply, Target, eventually
 
@@ -80,6 +81,8 @@ def test_sigkill_loses_no_task_keeps_reservations_and_redelivers_in_flight(
         for name in in_flight:
             client.create_task(parent=QUEUE, task=http_task(name, target.url("/slow")))
         eventually(lambda: len(target.at("/slow")) == 3 and gone(client, done["name"]), 20)
+        with pytest.raises(EmulatorStartError):  # one file, one emulator
+            start(db, config)
     finally:
         first.kill()
 

@@ -70,3 +70,7 @@ class EmulatorStartError(TasksEmulatorError):
     """Raised when the emulator cannot bind its address or start its threads."""
 
     grpc_code = grpc.StatusCode.UNAVAILABLE
+
+
+class StoreInUseError(EmulatorStartError):
+    """Raised when the task database file is locked by another emulator process."""

@@ -10,7 +10,9 @@ delivery stays at least once.
 One connection serves all threads under one lock, which also makes name
 de-duplication atomic. ``synchronous=NORMAL`` with WAL survives a killed process
 (the operating system keeps the written pages); only a power loss could drop the
-last commits. ``path=":memory:"`` gives the same store without a file.
+last commits. ``path=":memory:"`` gives the same store without a file. A file is
+held with an exclusive lock, so a second emulator cannot dispatch the same tasks;
+the operating system releases it when the process dies, even by SIGKILL.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from pathlib import Path
 from localcloud.tasks.errors import (
     QueueAlreadyExistsError,
     QueueNotFoundError,
+    StoreInUseError,
     TaskAlreadyExistsError,
     TaskNotFoundError,
     TasksEmulatorError,
@@ -50,6 +53,7 @@ from localcloud.tasks.store import (
 
 MEMORY = ":memory:"
 PRUNE_INTERVAL_S = 10.0  # how often expired reservations are deleted, seconds
+LOCK_TIMEOUT_S = 2.0  # how long to wait for another process's lock on the file, seconds
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS queues (
@@ -93,10 +97,20 @@ class SqliteTaskStore(TaskStore):
         self.reservation_s = reservation_s
         if self.path != MEMORY:
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.executescript(_SCHEMA)
+        self._db = sqlite3.connect(
+            self.path, check_same_thread=False, isolation_level=None, timeout=LOCK_TIMEOUT_S
+        )
+        try:
+            self._db.execute("PRAGMA locking_mode=EXCLUSIVE")
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.executescript(_SCHEMA)  # its first write takes the exclusive lock
+        except sqlite3.OperationalError as exc:
+            self._db.close()
+            raise StoreInUseError(
+                f"Cannot open the task database {self.path}: {exc} (is another emulator "
+                "using it? One file serves one emulator, or both would dispatch its tasks.)"
+            ) from exc
         self._lock = threading.Lock()
         self._listener: ReadyListener | None = None
         self._pruned_s = 0.0
