@@ -85,6 +85,8 @@ def test_rest_errors_use_google_error_shape(rest: str) -> None:
     assert invalid.json()["error"]["status"] == "INVALID_ARGUMENT"
     unknown = requests.get(rest + "v1/whatever")
     assert unknown.status_code == 404
+    iam = requests.post(base + "/queues/r:getIamPolicy", json={})
+    assert iam.status_code == 501 and iam.json()["error"]["status"] == "UNIMPLEMENTED"
 
 
 def test_rest_queue_stats_with_read_mask(rest: str) -> None:

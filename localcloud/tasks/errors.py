@@ -60,6 +60,12 @@ class TaskAlreadyExistsError(AlreadyExistsError):
     """Raised when a task name is live or still reserved after its task finished."""
 
 
+class UnimplementedError(TasksEmulatorError):
+    """Raised for API methods the emulator does not serve (IAM policies, CMEK config)."""
+
+    grpc_code = grpc.StatusCode.UNIMPLEMENTED
+
+
 class EmulatorStateError(TasksEmulatorError):
     """Raised when the emulator is used in the wrong lifecycle state (e.g. not started)."""
 

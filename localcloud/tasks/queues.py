@@ -8,6 +8,7 @@ statistics exist only in the v2beta3 ``Queue`` (v2 has no ``read_mask``), so
 
 from __future__ import annotations
 
+import re
 from dataclasses import replace
 from typing import Any
 
@@ -31,6 +32,8 @@ Queue = tasks_v2.Queue.pb()
 BetaQueue = tasks_v2beta3.Queue.pb()
 STATS_FIELD = "stats"
 _UPDATABLE = frozenset({"rate_limits", "retry_config", "stackdriver_logging_config"})
+_STATE_FILTER = re.compile(r"\s*state\s*[:=]\s*(RUNNING|PAUSED|DISABLED)\s*", re.IGNORECASE)
+_STATES = {"RUNNING": QUEUE_STATE_RUNNING, "PAUSED": QUEUE_STATE_PAUSED, "DISABLED": 3}
 _OUTPUT_ONLY = frozenset({"name", "state", "purge_time", "rate_limits.max_burst_size"})
 
 
@@ -58,12 +61,15 @@ class QueueService:
         return queue_to_pb(self._store.get_queue(check_queue_name(request.name)), Queue)
 
     def list_queues(self, request: Any) -> Any:
-        """ListQueues, by name, paged by opaque tokens; ``filter`` is not supported."""
-        if request.filter:
-            raise InvalidArgumentError("ListQueues filter is not supported by the emulator.")
+        """ListQueues, by name, paged by opaque tokens; ``filter`` may be ``state: PAUSED``."""
+        state = _state_filter(request.filter)
         after, size = decode_page_token(request.page_token), page_size(request.page_size)
         location = check_location(request.parent)
-        queues = [q for q in self._store.list_queues(location) if q.name > after]
+        queues = [
+            q
+            for q in self._store.list_queues(location)
+            if q.name > after and (state is None or q.state == state)
+        ]
         response = tasks_v2.ListQueuesResponse.pb()()
         response.queues.extend(queue_to_pb(q, Queue) for q in queues[:size])
         if len(queues) > size:
@@ -186,3 +192,16 @@ def _check_paths(paths: list[str]) -> None:
             )
         if not field_mask_pb2.FieldMask(paths=[path]).IsValidForDescriptor(Queue.DESCRIPTOR):
             raise InvalidArgumentError(f"update_mask path '{path}' is not a field of Queue.")
+
+
+def _state_filter(text: str) -> int | None:
+    """Return the queue state a ListQueues ``filter`` selects (None for no filter)."""
+    if not text.strip():
+        return None
+    match = _STATE_FILTER.fullmatch(text)
+    if match is None:
+        raise InvalidArgumentError(
+            f"Unsupported ListQueues filter '{text}': the emulator supports only "
+            "'state: RUNNING', 'state: PAUSED' or 'state: DISABLED'."
+        )
+    return _STATES[match.group(1).upper()]

@@ -23,7 +23,12 @@ from urllib.parse import parse_qsl, urlsplit
 import grpc
 from google.protobuf import json_format
 
-from localcloud.tasks.errors import InvalidArgumentError, NotFoundError, TasksEmulatorError
+from localcloud.tasks.errors import (
+    InvalidArgumentError,
+    NotFoundError,
+    TasksEmulatorError,
+    UnimplementedError,
+)
 from localcloud.tasks.service import CloudTasksService, Method, call
 
 log = logging.getLogger(__name__)
@@ -34,6 +39,7 @@ _SEG = r"[^/:]+"
 _LOCATION = rf"projects/{_SEG}/locations/{_SEG}"
 _QUEUE = rf"{_LOCATION}/queues/{_SEG}"
 _TASK = rf"{_QUEUE}/tasks/{_SEG}"
+_UNSERVED = re.compile(r"^/v2/.*(:getIamPolicy|:setIamPolicy|:testIamPermissions|/cmekConfig)$")
 
 _HTTP_STATUS = {
     grpc.StatusCode.INVALID_ARGUMENT: 400,
@@ -133,6 +139,8 @@ class RestApi:
             match = route.pattern.fullmatch(parts.path)
             if match is not None:
                 return self._call(route, match.group(1), query, body)
+        if _UNSERVED.search(parts.path):
+            raise UnimplementedError(f"{verb} {parts.path} is not implemented by the emulator.")
         raise NotFoundError(f"No Cloud Tasks v2 method for {verb} {parts.path}.")
 
     def _call(self, route: Route, value: str, query: dict[str, str], body: bytes) -> dict[str, Any]:

@@ -43,6 +43,12 @@ def test_list_queues_pages(cloud: Cloud) -> None:
     listed = [q.name for page in pages for q in page.queues]
     assert len(listed) == len(set(listed))
     assert names <= set(listed)
+    paused = cloud.client.pause_queue(name=sorted(names)[0]).name
+    only_paused = cloud.client.list_queues(
+        request={"parent": cloud.location, "filter": "state: PAUSED"}
+    )
+    assert paused in [q.name for q in only_paused]
+    assert not names - {paused} & {q.name for q in only_paused}
 
 
 def test_update_queue_changes_only_the_masked_fields(cloud: Cloud) -> None:
