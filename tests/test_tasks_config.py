@@ -101,5 +101,7 @@ def test_rest_queue_stats_with_read_mask(rest: str) -> None:
     assert set(masked) == {"name", "stats"}
     assert masked["stats"]["tasksCount"] == "1"  # int64 is a JSON string
     assert masked["stats"]["oldestEstimatedArrivalTime"]
+    listed = requests.get(base, params={"readMask": "name,stats", "pageSize": "10"}).json()
+    assert [q["stats"]["tasksCount"] for q in listed["queues"] if q["name"].endswith("/s")] == ["1"]
     wrong = requests.get(base + "/s", params={"readMask": "nope"})
     assert wrong.status_code == 400 and "read_mask" in wrong.json()["error"]["message"]

@@ -2,8 +2,9 @@
 
 Requests and responses are raw protobuf messages (``tasks_v2.X.pb()``). Queue
 statistics exist only in the v2beta3 ``Queue`` (v2 has no ``read_mask``), so
-:meth:`QueueService.get_queue_beta` serves ``v2beta3.GetQueue`` with them, and
-:meth:`QueueService.queue_dict` gives the JSON form the REST surface uses.
+:meth:`QueueService.get_queue_beta` and :meth:`QueueService.list_queues_beta`
+serve ``v2beta3`` ``GetQueue`` and ``ListQueues`` with them (and the REST surface
+uses them when a request has ``readMask``).
 """
 
 from __future__ import annotations
@@ -62,6 +63,13 @@ class QueueService:
 
     def list_queues(self, request: Any) -> Any:
         """ListQueues, by name, paged by opaque tokens; ``filter`` may be ``state: PAUSED``."""
+        page, token = self._page(request)
+        response = tasks_v2.ListQueuesResponse.pb()(next_page_token=token)
+        response.queues.extend(queue_to_pb(q, Queue) for q in page)
+        return response
+
+    def _page(self, request: Any) -> tuple[list[QueueConfig], str]:
+        """Return one page of a ListQueues request and the next page's token ('' at the end)."""
         state = _state_filter(request.filter)
         after, size = decode_page_token(request.page_token), page_size(request.page_size)
         location = check_location(request.parent)
@@ -70,11 +78,8 @@ class QueueService:
             for q in self._store.list_queues(location)
             if q.name > after and (state is None or q.state == state)
         ]
-        response = tasks_v2.ListQueuesResponse.pb()()
-        response.queues.extend(queue_to_pb(q, Queue) for q in queues[:size])
-        if len(queues) > size:
-            response.next_page_token = encode_page_token(queues[size - 1].name)
-        return response
+        token = encode_page_token(queues[size - 1].name) if len(queues) > size else ""
+        return queues[:size], token
 
     def update_queue(self, request: Any) -> Any:
         """UpdateQueue: the fields named by ``update_mask`` (all when empty); creates if absent.
@@ -135,34 +140,32 @@ class QueueService:
 
     # -- statistics -------------------------------------------------------------------
 
-    def queue_dict(self, name: str, read_mask: list[str]) -> dict[str, Any]:
-        """Return a queue in its JSON form; with ``stats`` in ``read_mask``, its statistics.
+    def get_queue_beta(self, request: Any) -> Any:
+        """v2beta3 GetQueue: the queue with statistics when ``read_mask`` has ``stats``.
 
         As in the API, an empty mask returns every field except ``stats``; a
         mask returns only the fields it names.
         """
-        queue: dict[str, Any] = json_format.MessageToDict(self._beta_queue(name, read_mask))
-        return queue
+        mask = _read_mask(request)
+        return self._beta(self._store.get_queue(check_queue_name(request.name)), mask)
 
-    def get_queue_beta(self, request: Any) -> Any:
-        """v2beta3 GetQueue: the queue with statistics when ``read_mask`` has ``stats``."""
-        return self._beta_queue(request.name, list(request.read_mask.paths))
+    def list_queues_beta(self, request: Any) -> Any:
+        """v2beta3 ListQueues: each queue as :meth:`get_queue_beta` returns it."""
+        mask = _read_mask(request)
+        page, token = self._page(request)
+        response = tasks_v2beta3.ListQueuesResponse.pb()(next_page_token=token)
+        response.queues.extend(self._beta(config, mask) for config in page)
+        return response
 
-    def _beta_queue(self, name: str, read_mask: list[str]) -> Any:
-        config = self._store.get_queue(check_queue_name(name))
+    def _beta(self, config: QueueConfig, mask: field_mask_pb2.FieldMask | None) -> Any:
         full = json_format.ParseDict(
             json_format.MessageToDict(queue_to_pb(config, Queue)),
             BetaQueue(),
             ignore_unknown_fields=True,
         )
-        if not read_mask:
+        if mask is None:
             return full
-        mask = field_mask_pb2.FieldMask(paths=read_mask)
-        if not mask.IsValidForDescriptor(BetaQueue.DESCRIPTOR):
-            raise InvalidArgumentError(
-                f"read_mask {','.join(read_mask)} names a field that Queue does not have."
-            )
-        if STATS_FIELD in read_mask:
+        if STATS_FIELD in mask.paths:
             self._fill_stats(config, full.stats)
         trimmed = BetaQueue()
         mask.MergeMessage(full, trimmed)
@@ -205,3 +208,15 @@ def _state_filter(text: str) -> int | None:
             "'state: RUNNING', 'state: PAUSED' or 'state: DISABLED'."
         )
     return _STATES[match.group(1).upper()]
+
+
+def _read_mask(request: Any) -> field_mask_pb2.FieldMask | None:
+    """Return a v2beta3 request's ``read_mask`` if it names fields, after checking them."""
+    if not request.HasField("read_mask") or not request.read_mask.paths:
+        return None
+    mask = request.read_mask
+    if not mask.IsValidForDescriptor(BetaQueue.DESCRIPTOR):
+        raise InvalidArgumentError(
+            f"read_mask {','.join(mask.paths)} names a field that Queue does not have."
+        )
+    return mask

@@ -115,6 +115,7 @@ class RestApi:
     ) -> None:
         self._service = service
         self._methods: dict[str, Method] = service.methods()
+        self._beta: dict[str, Method] = service.beta_methods()
         self._location_ids = location_ids
 
     def handle(self, verb: str, target: str, body: bytes) -> tuple[int, dict[str, Any]]:
@@ -148,9 +149,6 @@ class RestApi:
             return _location(value)
         if route.rpc == "ListLocations":
             return {"locations": [_location(f"{value}/locations/{i}") for i in self._location_ids]}
-        if route.rpc == "GetQueue" and query.get("readMask"):
-            paths = [_snake(p) for p in query["readMask"].split(",") if p]
-            return self._service.queues.queue_dict(value, paths)
         fields: dict[str, Any] = dict(query)
         if route.body:
             document = _json(body)
@@ -163,6 +161,8 @@ class RestApi:
         else:
             fields[route.field] = value
         method = self._methods[route.rpc]
+        if query.get("readMask") and route.rpc in self._beta:
+            method = self._beta[route.rpc]  # queue statistics exist only in v2beta3
         try:
             request = json_format.ParseDict(
                 fields, method.request_cls(), ignore_unknown_fields=True
@@ -191,10 +191,6 @@ def _json(body: bytes) -> dict[str, Any]:
 def _camel(name: str) -> str:
     head, *rest = name.split("_")
     return head + "".join(part.title() for part in rest)
-
-
-def _snake(name: str) -> str:
-    return re.sub(r"([A-Z])", lambda m: "_" + m.group(1).lower(), name)
 
 
 def _location(name: str) -> dict[str, Any]:

@@ -203,15 +203,21 @@ class CloudTasksService:
         }
         return {name: Method(*entry) for name, entry in table.items()}
 
+    def beta_methods(self) -> dict[str, Method]:
+        """Return the v2beta3 methods served: GetQueue and ListQueues, for queue statistics."""
+        b, q = tasks_v2beta3, self.queues
+        return {
+            "GetQueue": Method(q.get_queue_beta, b.GetQueueRequest.pb(), BetaQueue),
+            "ListQueues": Method(
+                q.list_queues_beta, b.ListQueuesRequest.pb(), b.ListQueuesResponse.pb()
+            ),
+        }
+
     def handlers(self) -> list[grpc.GenericRpcHandler]:
         """Return the generic handlers to add to a ``grpc.server``."""
         methods = self.methods()
         operations = {"GetOperation": methods.pop("GetOperation")}
-        beta = {
-            "GetQueue": Method(
-                self.queues.get_queue_beta, tasks_v2beta3.GetQueueRequest.pb(), BetaQueue
-            )
-        }
+        beta = self.beta_methods()
         return [
             _generic(TASKS_SERVICE, methods, self.rpc_latency_s),
             _generic(BETA_TASKS_SERVICE, beta, self.rpc_latency_s),

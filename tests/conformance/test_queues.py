@@ -115,3 +115,8 @@ def test_queue_stats_with_read_mask(cloud: Cloud, target: Target) -> None:
     oldest = masked.stats.oldest_estimated_arrival_time.timestamp()
     assert oldest == pytest.approx(first.seconds + first.nanos / 1e9, abs=1.0)
     assert masked.stats.concurrent_dispatches_count == 0
+    listed = cloud.beta.list_queues(
+        request={"parent": cloud.location, "read_mask": {"paths": ["name", "stats"]}}
+    )
+    (mine,) = [q for q in listed if q.name == queue.name]
+    assert mine.stats.tasks_count == 2 and not mine.rate_limits.max_dispatches_per_second
