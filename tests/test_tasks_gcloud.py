@@ -111,9 +111,14 @@ def _queues_and_tasks(g: Gcloud, target: Target, tmp_path: Path) -> None:
         "maxRetryDuration": "30s",
     }
     assert queue["stackdriverLoggingConfig"] == {"samplingRatio": 0.5}
-    g.run("tasks", "queues", "update", "q1", loc, "--max-dispatches-per-second=20")
+    update = ("tasks", "queues", "update", "q1", loc)
+    g.run(*update, "--max-dispatches-per-second=20")
+    # gcloud 528 puts header overrides in the request body only with --http-method-override
+    # (the mask names them either way, so without it they would be cleared).
+    g.run(*update, "--http-method-override=POST", "--http-header-override=X-Queue:q1")
     queue = g.json("tasks", "queues", "describe", "q1", loc)
     assert queue["rateLimits"]["maxDispatchesPerSecond"] == 20.0
+    assert queue["httpTarget"]["headerOverrides"] == [{"header": {"key": "X-Queue", "value": "q1"}}]
     assert queue["retryConfig"]["maxAttempts"] == 4  # not named by the update
     listed = g.json("tasks", "queues", "list", loc)
     assert [q["name"].rsplit("/", 1)[-1] for q in listed] == ["q1"]
@@ -140,6 +145,7 @@ def _queues_and_tasks(g: Gcloud, target: Target, tmp_path: Path) -> None:
     eventually(lambda: len(target.at("/g")) == 1, 20)
     hit = target.at("/g")[0]
     assert hit.body == b'{"a": 1}' and hit.headers["authorization"].startswith("Bearer ")
+    assert hit.headers["x-queue"] == "q1"  # the queue's header override
 
     g.run("tasks", "create-http-task", "t2", *queue_flags, f"--url={target.url('/h')}")
     g.run("tasks", "delete", "t2", *queue_flags)

@@ -20,6 +20,7 @@ import requests
 
 from localcloud.tasks.delivery import TokenSource, deliver, new_session, retry_reason
 from localcloud.tasks.model import QUEUE_STATE_RUNNING, QueueConfig, TaskRecord
+from localcloud.tasks.override import apply_override, override_from_json
 from localcloud.tasks.ratelimit import TokenBucket
 from localcloud.tasks.retry import policy_backoff_s, should_retry
 from localcloud.tasks.store import TaskStore
@@ -48,6 +49,7 @@ class QueueDispatcher:
         self._tokens = tokens
         self._queue_id = config.queue_id
         self._threads = dispatch_threads
+        self._override = override_from_json(config.http_target)
         self.limit = max(1, min(config.max_concurrent_dispatches, dispatch_threads))
         self._cond = threading.Condition()
         self._bucket = TokenBucket(
@@ -82,6 +84,7 @@ class QueueDispatcher:
         """Apply a queue's new settings (rate, concurrency, retry, pause state) at once."""
         with self._cond:
             old, self.config = self.config, config
+            self._override = override_from_json(config.http_target)
             self.limit = max(1, min(config.max_concurrent_dispatches, self._threads))
             rate_changed = (old.max_dispatches_per_second, old.max_burst_size) != (
                 config.max_dispatches_per_second,
@@ -220,7 +223,9 @@ class QueueDispatcher:
             session.close()
 
     def _attempt(self, session: requests.Session, task: TaskRecord) -> None:
-        result = deliver(session, task, self._queue_id, self._tokens)
+        override = self._override
+        sent = task if override is None else apply_override(task, override)
+        result = deliver(session, sent, self._queue_id, self._tokens)
         if result.succeeded:
             self._store.finish(task.name, result, "succeeded")
             return

@@ -34,6 +34,7 @@ class QueueConfig:
     state: int = QUEUE_STATE_RUNNING
     purge_time_s: float = 0.0
     log_sampling_ratio: float = 0.0
+    http_target: str = ""  # the queue's HttpTarget overrides as protobuf JSON, "" for none
 
     @property
     def queue_id(self) -> str:

@@ -32,7 +32,9 @@ from localcloud.tasks.store import TaskStore
 Queue = tasks_v2.Queue.pb()
 BetaQueue = tasks_v2beta3.Queue.pb()
 STATS_FIELD = "stats"
-_UPDATABLE = frozenset({"rate_limits", "retry_config", "stackdriver_logging_config"})
+_UPDATABLE = frozenset(
+    {"rate_limits", "retry_config", "stackdriver_logging_config", "http_target"}
+)
 _STATE_FILTER = re.compile(r"\s*state\s*[:=]\s*(RUNNING|PAUSED|DISABLED)\s*", re.IGNORECASE)
 _STATES = {"RUNNING": QUEUE_STATE_RUNNING, "PAUSED": QUEUE_STATE_PAUSED, "DISABLED": 3}
 _OUTPUT_ONLY = frozenset({"name", "state", "purge_time", "rate_limits.max_burst_size"})
@@ -84,8 +86,9 @@ class QueueService:
     def update_queue(self, request: Any) -> Any:
         """UpdateQueue: the fields named by ``update_mask`` (all when empty); creates if absent.
 
-        Updatable: ``rate_limits``, ``retry_config`` and their fields. The
-        queue's state and purge time are kept.
+        Updatable: ``rate_limits``, ``retry_config``, ``http_target``,
+        ``stackdriver_logging_config`` and their fields. The queue's state and
+        purge time are kept.
         """
         name = check_queue_name(request.queue.name)
         location = name.rsplit("/queues/", 1)[0]
@@ -191,7 +194,8 @@ def _check_paths(paths: list[str]) -> None:
         if top not in _UPDATABLE:
             raise InvalidArgumentError(
                 f"update_mask path '{path}' is not updatable; updatable: "
-                "rate_limits, retry_config and their fields."
+                "rate_limits, retry_config, http_target, stackdriver_logging_config "
+                "and their fields."
             )
         if not field_mask_pb2.FieldMask(paths=[path]).IsValidForDescriptor(Queue.DESCRIPTOR):
             raise InvalidArgumentError(f"update_mask path '{path}' is not a field of Queue.")

@@ -22,6 +22,7 @@ class Hit:
     path: str
     headers: dict[str, str]  # lower-cased names
     body: bytes
+    query: str = ""
 
 
 @dataclass
@@ -47,10 +48,10 @@ class Target:
             def _handle(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else b""
-                path = self.path.split("?", 1)[0]
+                path, _, query = self.path.partition("?")
                 headers = {k.lower(): v for k, v in self.headers.items()}
                 with target.lock:
-                    target.hits.append(Hit(time.time(), self.command, path, headers, body))
+                    target.hits.append(Hit(time.time(), self.command, path, headers, body, query))
                     script = target.scripts.get(path)
                     reply = script.pop(0) if script else Reply()
                     delay_s = reply.delay_s or target.delays_s.get(path, 0.0)

@@ -8,8 +8,9 @@ import time
 import google.auth.transport.requests
 import pytest
 from google.api_core import exceptions
+from google.cloud import tasks_v2
 from google.oauth2 import id_token
-from google.protobuf import duration_pb2
+from google.protobuf import duration_pb2, field_mask_pb2
 
 from tests.conformance.builders import gone, http_task
 from tests.conformance.conftest import Cloud
@@ -182,3 +183,38 @@ def test_max_concurrent_dispatches_is_never_exceeded(cloud: Cloud, target: Targe
     )
     eventually(lambda: len(target.at("/conc")) == 8, cloud.wait_s)
     assert target.max_concurrent["/conc"] <= 2
+
+
+def test_queue_http_target_overrides_method_uri_headers_and_token(
+    cloud: Cloud, target: Target
+) -> None:
+    audience = "https://queue-audience.example"
+    queue = cloud.make_queue()
+    override = tasks_v2.Queue(
+        name=queue.name,
+        http_target={
+            "http_method": "PUT",
+            "uri_override": {
+                "path_override": {"path": "/over"},
+                "query_override": {"query_params": "q=1"},
+            },
+            "header_overrides": [{"header": {"key": "X-Q", "value": "queue"}}],
+            "oidc_token": {"service_account_email": cloud.invoker_email, "audience": audience},
+        },
+    )
+    mask = field_mask_pb2.FieldMask(paths=["http_target"])
+    updated = cloud.client.update_queue(queue=override, update_mask=mask)
+    assert updated.http_target.uri_override.path_override.path == "/over"
+    cloud.client.create_task(
+        parent=queue.name,
+        task=http_task("", target.url("/orig?x=2"), body=b"b", headers={"X-Q": "task"}),
+    )
+    eventually(lambda: target.at("/over") != [], cloud.wait_s)
+    (hit,) = target.at("/over")
+    assert (hit.method, hit.query, hit.body) == ("PUT", "q=1", b"b")
+    assert hit.headers["x-q"] == "queue"
+    token = hit.headers["authorization"].removeprefix("Bearer ")
+    request = google.auth.transport.requests.Request()
+    claims = id_token.verify_token(token, request, audience=audience, certs_url=cloud.certs_url)
+    assert claims["email"] == cloud.invoker_email
+    assert target.at("/orig") == []
