@@ -171,7 +171,7 @@ def queue_from_pb(parent: str, queue: Any, state: int = QUEUE_STATE_RUNNING) -> 
             "app_engine_routing_override is not supported by the emulator (HTTP targets only)."
         )
     http_target = ""
-    if queue.HasField("http_target"):
+    if queue.HasField("http_target") and queue.http_target.ByteSize():
         override_from_pb(queue.http_target)  # validates
         http_target = json_format.MessageToJson(queue.http_target, indent=None)
     limits = queue.rate_limits
