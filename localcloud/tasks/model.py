@@ -7,7 +7,7 @@ seconds.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 from localcloud.tasks.retry import RetryPolicy
@@ -117,6 +117,7 @@ class AttemptResult:
 # -- serialization (the durable store keeps records as JSON) -------------------------
 
 _TASK_COLUMNS = frozenset({"name", "body", "schedule_time_s", "leased"})
+_TASK_JSON_FIELDS = tuple(f.name for f in fields(TaskRecord) if f.name not in _TASK_COLUMNS)
 
 
 def queue_to_json(config: QueueConfig) -> str:
@@ -136,8 +137,18 @@ def task_to_json(task: TaskRecord) -> str:
 
     Those four are columns of their own in the durable store.
     """
-    values = {k: v for k, v in asdict(task).items() if k not in _TASK_COLUMNS}
+    values = {name: getattr(task, name) for name in _TASK_JSON_FIELDS}
+    values["retry"] = _shallow(task.retry)
+    values["first_attempt"] = _shallow(task.first_attempt)
+    values["last_attempt"] = _shallow(task.last_attempt)
     return json.dumps(values)
+
+
+def _shallow(record: RetryPolicy | AttemptRecord | None) -> dict[str, Any] | None:
+    """Return a flat record as a dict (``dataclasses.asdict`` deep-copies, much slower)."""
+    if record is None:
+        return None
+    return {f.name: getattr(record, f.name) for f in fields(record)}
 
 
 def task_from_row(

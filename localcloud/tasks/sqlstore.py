@@ -276,12 +276,16 @@ class SqliteTaskStore(TaskStore):
             return self._lease(db, task, now_s)
 
     def finish(self, name: str, result: AttemptResult, outcome: str) -> None:
-        """Record the last attempt and delete the task (``succeeded`` or ``exhausted``)."""
+        """Delete a leased task that finished (``succeeded`` or ``exhausted``), reserving its name.
+
+        A task deleted or purged while in flight is left alone.
+        """
         with self._tx() as db:
-            if self._leased_task(name) is None:
-                return
-            self._drop_where(db, "name = ?", (name,))
-            self._counts[outcome] += 1
+            if db.execute("DELETE FROM tasks WHERE name = ? AND leased = 1", (name,)).rowcount:
+                self._reserve(db, [name])
+                self._counts["queued"] -= 1
+                self._counts["in_flight"] -= 1
+                self._counts[outcome] += 1
 
     def reschedule(
         self, name: str, result: AttemptResult, schedule_time_s: float, retry_reason: str
@@ -393,14 +397,17 @@ class SqliteTaskStore(TaskStore):
         rows = db.execute(f"SELECT name, leased FROM tasks WHERE {where}", args).fetchall()
         if not rows:
             return
-        expires_s = time.time() + self.reservation_s
-        db.executemany(
-            "INSERT OR REPLACE INTO reservations VALUES (?, ?)",
-            [(name, expires_s) for name, _ in rows],
-        )
+        self._reserve(db, [name for name, _ in rows])
         db.execute(f"DELETE FROM tasks WHERE {where}", args)
         self._counts["queued"] -= len(rows)
         self._counts["in_flight"] -= sum(1 for _, leased in rows if leased)
+
+    def _reserve(self, db: sqlite3.Connection, names: list[str]) -> None:
+        """Reserve ``names`` for :attr:`reservation_s` seconds from now."""
+        expires_s = time.time() + self.reservation_s
+        db.executemany(
+            "INSERT OR REPLACE INTO reservations VALUES (?, ?)", [(n, expires_s) for n in names]
+        )
 
     @staticmethod
     def _record(task: TaskRecord, result: AttemptResult) -> None:
