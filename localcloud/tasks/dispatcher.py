@@ -2,9 +2,13 @@
 
 Each queue has one loop thread that leases due tasks from the store while the
 bucket has tokens and fewer than the cap are in flight, and hands them to worker
-threads (each with its own HTTP session). Workers apply the retry policy to the
-outcome. Nothing busy-waits: the loop sleeps on a condition until the next task is
-due, a token is refilled, a slot is freed or a new task arrives.
+threads (each with its own HTTP session). Workers apply the queue's HTTP target
+overrides and the retry policy to the outcome; a 429 or 503 answer also holds the
+whole queue for the backoff (or the ``Retry-After``, when longer, up to
+``max_backoff``). A paused queue leases nothing; ``RunTask`` hands a task to the
+workers directly, past the bucket, the cap and the pause. Nothing busy-waits: the
+loop sleeps on a condition until the next task is due, a token is refilled, a
+slot is freed or a new task arrives.
 """
 
 from __future__ import annotations
