@@ -76,6 +76,11 @@ def test_sigkill_loses_no_task_keeps_reservations_and_redelivers_in_flight(
             client.create_task(
                 parent=QUEUE, task=http_task(name, target.url("/later"), schedule_time=later(3600))
             )
+        batched = http_task(
+            f"{QUEUE}/tasks/batched", target.url("/later"), schedule_time=later(3600)
+        )
+        batch = {"parent": QUEUE, "request_id": "batch-1", "requests": [{"task": batched}]}
+        operation = client.batch_create_tasks(request=batch).operation
         target.scripts["/slow"] = [Reply(200, delay_s=30.0)] * 3
         in_flight = [f"{QUEUE}/tasks/slow-{i}" for i in range(3)]
         for name in in_flight:
@@ -93,6 +98,8 @@ def test_sigkill_loses_no_task_keeps_reservations_and_redelivers_in_flight(
             client.create_task(parent=QUEUE, task=done)
         with pytest.raises(exceptions.AlreadyExists):
             client.create_task(parent=QUEUE, task=deleted)
+        again = client.batch_create_tasks(request=batch)  # request_id: the first result
+        assert again.operation == operation and not again.metadata.failed_requests
         eventually(lambda: len(target.at("/slow")) == 6, 20)
         redelivered = target.at("/slow")[3:]
         assert sorted(h.headers["x-cloudtasks-taskname"] for h in redelivered) == [
@@ -103,7 +110,7 @@ def test_sigkill_loses_no_task_keeps_reservations_and_redelivers_in_flight(
         assert {h.headers["x-cloudtasks-taskretrycount"] for h in redelivered} == {"1"}
         eventually(lambda: all(gone(client, name) for name in in_flight), 20)
         listed = {t.name for t in client.list_tasks(parent=QUEUE)}
-        assert listed == set(queued)
+        assert listed == {*queued, f"{QUEUE}/tasks/batched"}
         later_task = client.get_task(name=queued[0])
         assert later_task.schedule_time.timestamp() > 0
         assert target.at("/later") == [] and len(target.at("/done")) == 1

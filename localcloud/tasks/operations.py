@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import threading
 import time
-from collections import OrderedDict
 from typing import Any
 
 from google.cloud import tasks_v2
@@ -14,31 +13,32 @@ from google.rpc import status_pb2
 
 from localcloud.tasks.convert import set_timestamp
 from localcloud.tasks.errors import TasksEmulatorError
+from localcloud.tasks.store import TaskStore
 
 DEFAULT_OPERATIONS_KEPT = 5000
 _STATE_SUCCEEDED, _STATE_FAILED, _STATE_PARTIAL = 2, 3, 5
 
 
 class OperationLog:
-    """The last ``capacity`` long-running operations, by name (thread-safe)."""
+    """Long-running operations by name, kept in the :class:`TaskStore` (the newest ``capacity``).
 
-    def __init__(self, capacity: int = DEFAULT_OPERATIONS_KEPT) -> None:
+    So a ``request_id`` stays idempotent, and ``GetOperation`` answers, across a
+    restart on the same database.
+    """
+
+    def __init__(self, store: TaskStore, capacity: int = DEFAULT_OPERATIONS_KEPT) -> None:
         self.capacity = capacity
-        self._ops: OrderedDict[str, Any] = OrderedDict()
-        self._lock = threading.Lock()
+        self._store = store
+        self.lock = threading.Lock()  # held by callers to make check-then-create atomic
 
     def put(self, operation: Any) -> None:
-        """Remember ``operation``, evicting the oldest beyond ``capacity``."""
-        with self._lock:
-            self._ops[operation.name] = operation
-            self._ops.move_to_end(operation.name)
-            while len(self._ops) > self.capacity:
-                self._ops.popitem(last=False)
+        """Remember ``operation``, forgetting the oldest beyond ``capacity``."""
+        self._store.put_operation(operation.name, operation.SerializeToString(), self.capacity)
 
     def get(self, name: str) -> Any | None:
         """Return the operation called ``name``, or None."""
-        with self._lock:
-            return self._ops.get(name)
+        data = self._store.get_operation(name)
+        return None if data is None else operations_pb2.Operation.FromString(data)
 
 
 def batch_operation(

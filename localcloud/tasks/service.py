@@ -73,7 +73,7 @@ class CloudTasksService:
         self._dispatcher = dispatcher
         self.max_task_bytes = max_task_bytes
         self.rpc_latency_s = rpc_latency_s
-        self.operations = operations or OperationLog()
+        self.operations = operations or OperationLog(store)
         self.queues = QueueService(store, dispatcher)
 
     # -- tasks ------------------------------------------------------------------
@@ -101,11 +101,15 @@ class CloudTasksService:
                     f"requests[{index}].parent '{sub.parent}' differs from parent '{parent}'."
                 )
         location = parent.rsplit("/queues/", 1)[0]
-        op_name = f"{location}/operations/{request.request_id or uuid.uuid4().hex}"
-        if request.request_id:
+        if not request.request_id:
+            return self._batch(request, parent, f"{location}/operations/{uuid.uuid4().hex}")
+        op_name = f"{location}/operations/{request.request_id}"
+        with self.operations.lock:  # one request_id, one creation, even when raced
             previous = self.operations.get(op_name)
-            if previous is not None:
-                return previous
+            return previous if previous is not None else self._batch(request, parent, op_name)
+
+    def _batch(self, request: Any, parent: str, op_name: str) -> Any:
+        count = len(request.requests)
         queue = self._store.get_queue(parent)
         started_s = time.time()
         failures: dict[int, TasksEmulatorError] = {}

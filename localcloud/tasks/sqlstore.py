@@ -75,6 +75,12 @@ CREATE TABLE IF NOT EXISTS reservations (
     expires_s REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS reservations_expiry ON reservations (expires_s);
+CREATE TABLE IF NOT EXISTS operations (
+    name TEXT PRIMARY KEY,
+    seq INTEGER NOT NULL,
+    data BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS operations_seq ON operations (seq);
 """
 
 _TASK_FIELDS = "name, body, schedule_s, leased, record"
@@ -318,6 +324,20 @@ class SqliteTaskStore(TaskStore):
         """Forget every reserved name of finished or deleted tasks."""
         with self._tx() as db:
             db.execute("DELETE FROM reservations")
+
+    def put_operation(self, name: str, data: bytes, keep: int) -> None:
+        """Store a serialized long-running operation, keeping only the newest ``keep``."""
+        with self._tx() as db:
+            (seq,) = db.execute("SELECT COALESCE(MAX(seq), 0) + 1 FROM operations").fetchone()
+            db.execute("INSERT OR REPLACE INTO operations VALUES (?, ?, ?)", (name, seq, data))
+            db.execute("DELETE FROM operations WHERE seq <= ?", (seq - keep,))
+
+    def get_operation(self, name: str) -> bytes | None:
+        """Return a stored operation's serialized form, or None."""
+        with self._lock:
+            row = self._db.execute("SELECT data FROM operations WHERE name = ?", (name,))
+            found = row.fetchone()
+        return None if found is None else bytes(found[0])
 
     def counters(self) -> dict[str, int]:
         """Return the counters named in :data:`COUNTER_KEYS` (since this store was opened)."""

@@ -137,5 +137,13 @@ class TaskStore(ABC):
         """Return the counters named in :data:`COUNTER_KEYS`."""
 
     @abstractmethod
+    def put_operation(self, name: str, data: bytes, keep: int) -> None:
+        """Store a serialized long-running operation, keeping only the newest ``keep``."""
+
+    @abstractmethod
+    def get_operation(self, name: str) -> bytes | None:
+        """Return a stored operation's serialized form, or None."""
+
+    @abstractmethod
     def close(self) -> None:
         """Release the store's resources (it is unusable afterwards)."""
