@@ -31,7 +31,7 @@ NO_REST = ("--rest-port", "-1")
 
 
 class Handler(BaseHTTPRequestHandler):
-    """Records arrival times and concurrency; answers 200 after ``server.delay_s``."""
+    """Records arrival times and requests not yet answered; answers 200 after ``server.delay_s``."""
 
     server: Recorder
 
@@ -41,14 +41,12 @@ class Handler(BaseHTTPRequestHandler):
             server.arrivals.append(time.monotonic())
             server.in_flight += 1
             server.max_in_flight = max(server.max_in_flight, server.in_flight)
-        try:
-            time.sleep(server.delay_s)
-            self.send_response(200)
-            self.send_header("Content-Length", "0")
-            self.end_headers()
-        finally:
-            with server.lock:
-                server.in_flight -= 1
+        time.sleep(server.delay_s)
+        with server.lock:  # before answering: the emulator frees a slot once it has the answer
+            server.in_flight -= 1
+        self.send_response(200)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
 
     def log_message(self, format: str, *args: Any) -> None:
         pass

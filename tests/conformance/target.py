@@ -58,9 +58,11 @@ class Target:
                     now = target.concurrent.get(path, 0) + 1
                     target.concurrent[path] = now
                     target.max_concurrent[path] = max(target.max_concurrent.get(path, 0), now)
+                if delay_s:
+                    time.sleep(delay_s)
+                with target.lock:  # before answering: a slot is freed once the answer arrives
+                    target.concurrent[path] -= 1
                 try:
-                    if delay_s:
-                        time.sleep(delay_s)
                     self.send_response(reply.status)
                     for key, value in reply.headers.items():
                         self.send_header(key, value)
@@ -68,9 +70,6 @@ class Target:
                     self.end_headers()
                 except OSError:
                     pass  # the dispatcher gave up on us (dispatch_deadline)
-                finally:
-                    with target.lock:
-                        target.concurrent[path] -= 1
 
             do_POST = do_GET = do_PUT = do_DELETE = do_PATCH = _handle  # noqa: N815
 
