@@ -3,16 +3,23 @@
 from __future__ import annotations
 
 import signal
+import sys
 import threading
 from types import FrameType
 
 import click
 
+from localcloud.tasks.config import load_queues
+from localcloud.tasks.convert import DEFAULT_MAX_TASK_BYTES
 from localcloud.tasks.dispatcher import DEFAULT_DISPATCH_THREADS
 from localcloud.tasks.server import TasksEmulator
+from localcloud.tasks.sqlstore import MEMORY
 from localcloud.tasks.store import DEFAULT_RESERVATION_S
 
 DEFAULT_PORT = 8123
+DEFAULT_REST_PORT = 8124
+DEFAULT_DB = "localcloud-tasks.sqlite3"
+NO_REST = -1
 
 
 @click.command("tasks-emulator")
@@ -57,10 +64,75 @@ DEFAULT_PORT = 8123
     help="Milliseconds added to every gRPC call, to simulate network round-trips. "
     "[env: TASKS_EMULATOR_LATENCY_MS]",
 )
+@click.option(
+    "--rest-port",
+    type=click.IntRange(NO_REST, 65535),
+    default=DEFAULT_REST_PORT,
+    show_default=True,
+    envvar="TASKS_EMULATOR_REST_PORT",
+    help="Port of the v2 REST surface (for gcloud); 0 picks a free one, -1 serves none. "
+    "[env: TASKS_EMULATOR_REST_PORT]",
+)
+@click.option(
+    "--db",
+    "db_path",
+    default=DEFAULT_DB,
+    show_default=True,
+    envvar="TASKS_EMULATOR_DB",
+    help="SQLite file holding queues, tasks and reserved names; ':memory:' keeps nothing. "
+    "[env: TASKS_EMULATOR_DB]",
+)
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False),
+    default=None,
+    envvar="TASKS_EMULATOR_CONFIG",
+    help="YAML file of queues to create (or update) at start-up. [env: TASKS_EMULATOR_CONFIG]",
+)
+@click.option(
+    "--queues",
+    "queues_text",
+    default="",
+    envvar="TASKS_EMULATOR_QUEUES",
+    help="Queues to create at start-up, as YAML: 'a,b' or '[{name: a, rateLimits: {...}}]'. "
+    "[env: TASKS_EMULATOR_QUEUES]",
+)
+@click.option(
+    "--max-task-bytes",
+    type=click.IntRange(min=1),
+    default=DEFAULT_MAX_TASK_BYTES,
+    show_default=True,
+    envvar="TASKS_EMULATOR_MAX_TASK_BYTES",
+    help="Largest accepted task, in bytes. [env: TASKS_EMULATOR_MAX_TASK_BYTES]",
+)
 def tasks_emulator(
-    host: str, port: int, reservation_seconds: float, dispatch_threads: int, latency_ms: float
+    host: str,
+    port: int,
+    reservation_seconds: float,
+    dispatch_threads: int,
+    latency_ms: float,
+    rest_port: int,
+    db_path: str,
+    config_path: str | None,
+    queues_text: str,
+    max_task_bytes: int,
 ) -> None:
-    """Serve google.cloud.tasks.v2.CloudTasks over gRPC, dispatching tasks over HTTP."""
+    """Serve google.cloud.tasks.v2.CloudTasks over gRPC and REST, dispatching tasks over HTTP."""
+    try:
+        emulator = TasksEmulator(
+            host=host,
+            port=port,
+            reservation_s=reservation_seconds,
+            dispatch_threads=dispatch_threads,
+            rpc_latency_s=latency_ms / 1000.0,
+            max_task_bytes=max_task_bytes,
+            db_path=None if db_path == MEMORY else db_path,
+            queues=load_queues(config_path, queues_text),
+            rest_port=None if rest_port == NO_REST else rest_port,
+        )
+    except Exception as exc:
+        raise click.ClickException(str(exc)) from exc
     stop = threading.Event()
 
     def request_stop(signum: int, frame: FrameType | None) -> None:
@@ -70,13 +142,6 @@ def tasks_emulator(
     if threading.current_thread() is threading.main_thread():
         for sig in (signal.SIGINT, signal.SIGTERM):
             previous[sig] = signal.signal(sig, request_stop)
-    emulator = TasksEmulator(
-        host=host,
-        port=port,
-        reservation_s=reservation_seconds,
-        dispatch_threads=dispatch_threads,
-        rpc_latency_s=latency_ms / 1000.0,
-    )
     try:
         emulator.start()
         click.echo(
@@ -84,6 +149,9 @@ def tasks_emulator(
             f"(OIDC issuer {emulator.issuer.issuer_url})"
         )
         click.echo(f"export CLOUD_TASKS_EMULATOR_HOST={emulator.address}")
+        if rest_port != NO_REST:
+            click.echo(f"REST {emulator.rest_url} (gcloud api_endpoint_overrides/cloudtasks)")
+        sys.stdout.flush()
         while not stop.wait(1.0):
             pass
         click.echo("Stopping the Cloud Tasks emulator.", err=True)

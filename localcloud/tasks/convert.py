@@ -10,9 +10,12 @@ import re
 import secrets
 from typing import Any
 
+from google.protobuf import json_format
+
 from localcloud.tasks import ratelimit
 from localcloud.tasks.errors import InvalidArgumentError
-from localcloud.tasks.model import QueueConfig
+from localcloud.tasks.model import QUEUE_STATE_RUNNING, QueueConfig
+from localcloud.tasks.override import override_from_pb
 from localcloud.tasks.retry import RetryPolicy
 
 _LOCATION_RE = re.compile(r"projects/[A-Za-z0-9\-:.]+/locations/[A-Za-z0-9\-]+")
@@ -21,7 +24,6 @@ _TASK_ID_RE = re.compile(r"[A-Za-z0-9_\-]+")
 
 MAX_TASK_ID_LENGTH = 500
 MAX_URL_LENGTH = 2083
-MAX_HEADERS_BYTES = 80 * 1024
 DEFAULT_MAX_TASK_BYTES = 1024 * 1024  # 1 MiB, the quotas page's task size limit
 DEFAULT_DISPATCH_DEADLINE_S = 600.0
 MIN_DISPATCH_DEADLINE_S = 15.0
@@ -154,17 +156,24 @@ def retry_from_pb(pb: Any, base: RetryPolicy) -> RetryPolicy:
     return policy
 
 
-def queue_from_pb(parent: str, queue: Any) -> QueueConfig:
-    """Validate a ``CreateQueueRequest``'s parent and queue; fill in the defaults."""
+def queue_from_pb(parent: str, queue: Any, state: int = QUEUE_STATE_RUNNING) -> QueueConfig:
+    """Validate a ``CreateQueueRequest``'s parent and queue; fill in the defaults.
+
+    ``max_burst_size`` is output only: it is derived from the rate by
+    :func:`localcloud.tasks.ratelimit.burst_size_for_rate`.
+    """
     check_location(parent)
     check_queue_name(queue.name)
     if not queue.name.startswith(parent + "/queues/"):
         raise InvalidArgumentError(f"Queue name '{queue.name}' is not under parent '{parent}'.")
-    if queue.HasField("http_target") or queue.HasField("app_engine_routing_override"):
+    if queue.HasField("app_engine_routing_override"):
         raise InvalidArgumentError(
-            "Queue-level http_target and app_engine_routing_override are not supported by "
-            "the emulator."
+            "app_engine_routing_override is not supported by the emulator (HTTP targets only)."
         )
+    http_target = ""
+    if queue.HasField("http_target") and queue.http_target.ByteSize():
+        override_from_pb(queue.http_target)  # validates
+        http_target = json_format.MessageToJson(queue.http_target, indent=None)
     limits = queue.rate_limits
     rate = limits.max_dispatches_per_second or ratelimit.DEFAULT_MAX_DISPATCHES_PER_SECOND
     if not 0 < rate <= ratelimit.MAX_DISPATCHES_PER_SECOND:
@@ -174,12 +183,20 @@ def queue_from_pb(parent: str, queue: Any) -> QueueConfig:
         raise InvalidArgumentError(
             f"max_concurrent_dispatches must be in [1, 5000], got {concurrent}."
         )
+    ratio = queue.stackdriver_logging_config.sampling_ratio
+    if not 0.0 <= ratio <= 1.0:
+        raise InvalidArgumentError(
+            f"stackdriver_logging_config.sampling_ratio must be in [0, 1], got {ratio}."
+        )
     return QueueConfig(
         name=queue.name,
         max_dispatches_per_second=float(rate),
         max_burst_size=ratelimit.burst_size_for_rate(rate),
         max_concurrent_dispatches=concurrent,
         retry=retry_from_pb(queue.retry_config, RetryPolicy()),
+        state=state,
+        log_sampling_ratio=ratio,
+        http_target=http_target,
     )
 
 
@@ -190,6 +207,12 @@ def queue_to_pb(config: QueueConfig, queue_cls: Any) -> Any:
     q.rate_limits.max_burst_size = config.max_burst_size
     q.rate_limits.max_concurrent_dispatches = config.max_concurrent_dispatches
     retry_to_pb(config.retry, q.retry_config)
+    if config.purge_time_s:
+        set_timestamp(q.purge_time, config.purge_time_s)
+    if config.http_target:
+        json_format.Parse(config.http_target, q.http_target)
+    if config.log_sampling_ratio:
+        q.stackdriver_logging_config.sampling_ratio = config.log_sampling_ratio
     return q
 
 

@@ -2,13 +2,18 @@
 
 Each queue has one loop thread that leases due tasks from the store while the
 bucket has tokens and fewer than the cap are in flight, and hands them to worker
-threads (each with its own HTTP session). Workers apply the retry policy to the
-outcome. Nothing busy-waits: the loop sleeps on a condition until the next task is
-due, a token is refilled, a slot is freed or a new task arrives.
+threads (each with its own HTTP session). Workers apply the queue's HTTP target
+overrides and the retry policy to the outcome; a 429 or 503 answer also holds the
+whole queue for the backoff (or the ``Retry-After``, when longer, up to
+``max_backoff``). A paused queue leases nothing; ``RunTask`` hands a task to the
+workers directly, past the bucket, the cap and the pause. Nothing busy-waits: the
+loop sleeps on a condition until the next task is due, a token is refilled, a
+slot is freed or a new task arrives.
 """
 
 from __future__ import annotations
 
+import collections
 import logging
 import math
 import queue
@@ -19,6 +24,7 @@ import requests
 
 from localcloud.tasks.delivery import TokenSource, deliver, new_session, retry_reason
 from localcloud.tasks.model import QUEUE_STATE_RUNNING, QueueConfig, TaskRecord
+from localcloud.tasks.override import apply_override, override_from_json
 from localcloud.tasks.ratelimit import TokenBucket
 from localcloud.tasks.retry import policy_backoff_s, should_retry
 from localcloud.tasks.store import TaskStore
@@ -28,6 +34,8 @@ log = logging.getLogger(__name__)
 DEFAULT_DISPATCH_THREADS = 64
 IDLE_WAIT_S = 5.0  # safety-net wake-up of an idle loop, seconds
 STOP_TIMEOUT_S = 5.0  # how long stop() waits for in-flight requests, seconds
+EXECUTED_WINDOW_S = 60.0  # window of QueueStats.executed_last_minute_count, seconds
+_SLOW_DOWN_STATUSES = frozenset({429, 503})
 
 
 class QueueDispatcher:
@@ -44,12 +52,16 @@ class QueueDispatcher:
         self._store = store
         self._tokens = tokens
         self._queue_id = config.queue_id
+        self._threads = dispatch_threads
+        self._override = override_from_json(config.http_target)
         self.limit = max(1, min(config.max_concurrent_dispatches, dispatch_threads))
         self._cond = threading.Condition()
         self._bucket = TokenBucket(
             config.max_dispatches_per_second, config.max_burst_size, time.monotonic()
         )
         self._in_flight = 0
+        self._hold_until_s = 0.0  # monotonic seconds: after a 429/503 the queue waits
+        self._executed: collections.deque[float] = collections.deque()  # monotonic seconds
         self._stopping = False
         self._wake_at_s = -math.inf  # epoch seconds the loop will look again; -inf = busy
         self._work: queue.SimpleQueue[TaskRecord | None] = queue.SimpleQueue()
@@ -71,6 +83,41 @@ class QueueDispatcher:
     def start(self) -> None:
         """Start the loop thread."""
         self._loop.start()
+
+    def reconfigure(self, config: QueueConfig) -> None:
+        """Apply a queue's new settings (rate, concurrency, retry, pause state) at once."""
+        with self._cond:
+            old, self.config = self.config, config
+            self._override = override_from_json(config.http_target)
+            self.limit = max(1, min(config.max_concurrent_dispatches, self._threads))
+            rate_changed = (old.max_dispatches_per_second, old.max_burst_size) != (
+                config.max_dispatches_per_second,
+                config.max_burst_size,
+            )
+            if rate_changed:
+                self._bucket = TokenBucket(
+                    config.max_dispatches_per_second, config.max_burst_size, time.monotonic()
+                )
+            self._cond.notify_all()
+
+    def run_now(self, task: TaskRecord) -> None:
+        """Dispatch an already leased task at once (RunTask): no token, no cap, no pause."""
+        with self._cond:
+            self._in_flight += 1
+            self._work.put(task)
+            if len(self._workers) < self._in_flight:
+                self._spawn_worker()
+
+    def activity(self) -> tuple[int, int]:
+        """Return (requests in flight, attempts answered in the last 60 seconds)."""
+        with self._cond:
+            self._trim_executed(time.monotonic())
+            return self._in_flight, len(self._executed)
+
+    def _trim_executed(self, now_s: float) -> None:
+        executed = self._executed
+        while executed and executed[0] <= now_s - EXECUTED_WINDOW_S:
+            executed.popleft()
 
     def wake(self, due_s: float) -> None:
         """Tell the loop a task is due at ``due_s`` (epoch seconds)."""
@@ -126,7 +173,11 @@ class QueueDispatcher:
                 if capacity <= 0 or self.config.state != QUEUE_STATE_RUNNING:
                     self._cond.wait(IDLE_WAIT_S)  # a finishing request notifies
                     continue
-                tokens = self._bucket.available(time.monotonic())
+                now_mono_s = time.monotonic()
+                if now_mono_s < self._hold_until_s:
+                    self._cond.wait(self._hold_until_s - now_mono_s)
+                    continue
+                tokens = self._bucket.available(now_mono_s)
                 if tokens < 1:
                     self._cond.wait(self._bucket.seconds_until_token() + 0.0005)
                     continue
@@ -168,12 +219,17 @@ class QueueDispatcher:
                 finally:
                     with self._cond:
                         self._in_flight -= 1
+                        now_s = time.monotonic()
+                        self._executed.append(now_s)
+                        self._trim_executed(now_s)
                         self._cond.notify()
         finally:
             session.close()
 
     def _attempt(self, session: requests.Session, task: TaskRecord) -> None:
-        result = deliver(session, task, self._queue_id, self._tokens)
+        override = self._override
+        sent = task if override is None else apply_override(task, override)
+        result = deliver(session, sent, self._queue_id, self._tokens)
         if result.succeeded:
             self._store.finish(task.name, result, "succeeded")
             return
@@ -186,9 +242,19 @@ class QueueDispatcher:
         delay_s = policy_backoff_s(policy, task.dispatch_count)
         if result.retry_after_s is not None:
             delay_s = max(delay_s, min(result.retry_after_s, policy.max_backoff_s))
+        if result.http_status in _SLOW_DOWN_STATUSES:
+            self._slow_down(delay_s)
         self._store.reschedule(
             task.name, result, result.response_time_s + delay_s, retry_reason(result)
         )
+
+    def _slow_down(self, delay_s: float) -> None:
+        """Hold the whole queue for ``delay_s`` seconds: the target said 429 or 503.
+
+        ``delay_s`` is the task's backoff, or its ``Retry-After`` when longer.
+        """
+        with self._cond:
+            self._hold_until_s = max(self._hold_until_s, time.monotonic() + delay_s)
 
 
 class Dispatcher:
@@ -224,6 +290,28 @@ class Dispatcher:
             loop = QueueDispatcher(config, self._store, self._tokens, self.dispatch_threads)
             self._queues[config.name] = loop
         loop.start()
+
+    def update_queue(self, config: QueueConfig) -> None:
+        """Apply a queue's new settings, starting its loop if it has none yet."""
+        with self._lock:
+            loop = self._queues.get(config.name)
+        if loop is None:
+            self.add_queue(config)
+        else:
+            loop.reconfigure(config)
+
+    def run_now(self, task: TaskRecord) -> None:
+        """Dispatch a task leased by RunTask at once, ignoring rate limits and pause."""
+        with self._lock:
+            loop = self._queues.get(task.queue_name)
+        if loop is not None:
+            loop.run_now(task)
+
+    def activity(self, queue_name: str) -> tuple[int, int]:
+        """Return a queue's (requests in flight, attempts answered in the last minute)."""
+        with self._lock:
+            loop = self._queues.get(queue_name)
+        return (0, 0) if loop is None else loop.activity()
 
     def remove_queue(self, name: str) -> None:
         """Stop dispatching a deleted queue; in-flight requests finish in the background."""

@@ -60,6 +60,12 @@ class TaskAlreadyExistsError(AlreadyExistsError):
     """Raised when a task name is live or still reserved after its task finished."""
 
 
+class UnimplementedError(TasksEmulatorError):
+    """Raised for API methods the emulator does not serve (IAM policies, CMEK config)."""
+
+    grpc_code = grpc.StatusCode.UNIMPLEMENTED
+
+
 class EmulatorStateError(TasksEmulatorError):
     """Raised when the emulator is used in the wrong lifecycle state (e.g. not started)."""
 
@@ -70,3 +76,7 @@ class EmulatorStartError(TasksEmulatorError):
     """Raised when the emulator cannot bind its address or start its threads."""
 
     grpc_code = grpc.StatusCode.UNAVAILABLE
+
+
+class StoreInUseError(EmulatorStartError):
+    """Raised when the task database file is locked by another emulator process."""

@@ -6,11 +6,14 @@ seconds.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import json
+from dataclasses import asdict, dataclass, fields
+from typing import Any
 
 from localcloud.tasks.retry import RetryPolicy
 
 QUEUE_STATE_RUNNING = 1  # google.cloud.tasks.v2.Queue.State.RUNNING
+QUEUE_STATE_PAUSED = 2  # google.cloud.tasks.v2.Queue.State.PAUSED
 
 HTTP_METHOD_POST = 1  # google.cloud.tasks.v2.HttpMethod.POST
 
@@ -29,6 +32,9 @@ class QueueConfig:
     max_concurrent_dispatches: int
     retry: RetryPolicy
     state: int = QUEUE_STATE_RUNNING
+    purge_time_s: float = 0.0
+    log_sampling_ratio: float = 0.0
+    http_target: str = ""  # the queue's HttpTarget overrides as protobuf JSON, "" for none
 
     @property
     def queue_id(self) -> str:
@@ -75,7 +81,6 @@ class TaskRecord:
     last_http_status: int = 0
     last_retry_reason: str = ""
     leased: bool = False
-    heap_seq: int = field(default=0, repr=False)
 
     @property
     def queue_name(self) -> str:
@@ -107,3 +112,54 @@ class AttemptResult:
     def succeeded(self) -> bool:
         """True for any 2xx status."""
         return 200 <= self.http_status < 300
+
+
+# -- serialization (the durable store keeps records as JSON) -------------------------
+
+_TASK_COLUMNS = frozenset({"name", "body", "schedule_time_s", "leased"})
+_TASK_JSON_FIELDS = tuple(f.name for f in fields(TaskRecord) if f.name not in _TASK_COLUMNS)
+
+
+def queue_to_json(config: QueueConfig) -> str:
+    """Return ``config`` as a JSON document."""
+    return json.dumps(asdict(config))
+
+
+def queue_from_json(text: str) -> QueueConfig:
+    """Return the :class:`QueueConfig` of a :func:`queue_to_json` document."""
+    values = json.loads(text)
+    values["retry"] = RetryPolicy(**values["retry"])
+    return QueueConfig(**values)
+
+
+def task_to_json(task: TaskRecord) -> str:
+    """Return ``task`` as JSON, without its name, body, schedule time and lease flag.
+
+    Those four are columns of their own in the durable store.
+    """
+    values = {name: getattr(task, name) for name in _TASK_JSON_FIELDS}
+    values["retry"] = _shallow(task.retry)
+    values["first_attempt"] = _shallow(task.first_attempt)
+    values["last_attempt"] = _shallow(task.last_attempt)
+    return json.dumps(values)
+
+
+def _shallow(record: RetryPolicy | AttemptRecord | None) -> dict[str, Any] | None:
+    """Return a flat record as a dict (``dataclasses.asdict`` deep-copies, much slower)."""
+    if record is None:
+        return None
+    return {f.name: getattr(record, f.name) for f in fields(record)}
+
+
+def task_from_row(
+    name: str, body: bytes, schedule_time_s: float, leased: bool, text: str
+) -> TaskRecord:
+    """Return the :class:`TaskRecord` stored as columns plus a :func:`task_to_json` document."""
+    values: dict[str, Any] = json.loads(text)
+    values["retry"] = RetryPolicy(**values["retry"])
+    for key in ("first_attempt", "last_attempt"):
+        if values[key] is not None:
+            values[key] = AttemptRecord(**values[key])
+    return TaskRecord(
+        name=name, body=bytes(body), schedule_time_s=schedule_time_s, leased=leased, **values
+    )

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from concurrent import futures
+from pathlib import Path
 
 import grpc
 
@@ -11,7 +13,10 @@ from localcloud.tasks.convert import DEFAULT_MAX_TASK_BYTES
 from localcloud.tasks.dispatcher import DEFAULT_DISPATCH_THREADS, STOP_TIMEOUT_S, Dispatcher
 from localcloud.tasks.errors import EmulatorStartError, EmulatorStateError
 from localcloud.tasks.memstore import MemoryTaskStore
+from localcloud.tasks.model import QueueConfig
+from localcloud.tasks.rest import RestApi, RestServer
 from localcloud.tasks.service import CloudTasksService
+from localcloud.tasks.sqlstore import SqliteTaskStore
 from localcloud.tasks.store import DEFAULT_RESERVATION_S, TaskStore
 
 DEFAULT_GRPC_THREADS = 32
@@ -26,8 +31,12 @@ class TasksEmulator:
     ``reservation_s`` is how long, in seconds, a finished or deleted task's name
     stays reserved. ``dispatch_threads`` caps the HTTP threads per queue.
     ``max_task_bytes`` is the task size limit in bytes. ``store`` defaults to a
-    fresh :class:`MemoryTaskStore`. ``rpc_latency_s`` is a delay in seconds added to
-    every gRPC call, to simulate network round-trips in benchmarks (0 = none).
+    :class:`SqliteTaskStore` in the file ``db_path``, or to a fresh in-memory
+    :class:`MemoryTaskStore` without one. ``rpc_latency_s`` is a delay in seconds
+    added to every gRPC call, to simulate network round-trips in benchmarks
+    (0 = none). ``queues`` are created, or updated to these settings, at start.
+    ``rest_port`` serves the v2 REST surface beside gRPC (0 = a free port, None =
+    no REST); its base URL is :attr:`rest_url`.
     """
 
     def __init__(
@@ -40,6 +49,9 @@ class TasksEmulator:
         max_task_bytes: int = DEFAULT_MAX_TASK_BYTES,
         store: TaskStore | None = None,
         rpc_latency_s: float = 0.0,
+        db_path: str | Path | None = None,
+        queues: Sequence[QueueConfig] = (),
+        rest_port: int | None = 0,
     ) -> None:
         if dispatch_threads < 1:
             raise ValueError(f"dispatch_threads must be at least 1, got {dispatch_threads}")
@@ -50,7 +62,16 @@ class TasksEmulator:
         self.port = port
         self.dispatch_threads = dispatch_threads
         self.max_task_bytes = max_task_bytes
-        self.store: TaskStore = store or MemoryTaskStore(reservation_s)
+        if store is None:
+            store = (
+                MemoryTaskStore(reservation_s)
+                if db_path is None
+                else SqliteTaskStore(db_path, reservation_s)
+            )
+        self.store: TaskStore = store
+        self.queues = list(queues)
+        self.rest_port = rest_port
+        self._rest: RestServer | None = None
         self._issuer = issuer
         self._owns_issuer = issuer is None
         self._server: grpc.Server | None = None
@@ -68,6 +89,13 @@ class TasksEmulator:
     def address(self) -> str:
         """``host:port`` for ``grpc.insecure_channel`` / ``CLOUD_TASKS_EMULATOR_HOST``."""
         return f"{self._bind_host}:{self.port}"
+
+    @property
+    def rest_url(self) -> str:
+        """Base URL of the REST surface (for ``api_endpoint_overrides/cloudtasks``)."""
+        if self._rest is None:
+            raise EmulatorStateError("The REST surface is not being served.")
+        return self._rest.url
 
     @property
     def _bind_host(self) -> str:
@@ -120,8 +148,23 @@ class TasksEmulator:
                 f"Cannot bind the Cloud Tasks emulator to {self.address}: {reason}"
             )
         self.port = int(port)
+        if self.rest_port is not None:
+            try:
+                self._rest = RestServer(RestApi(service), self.host, self.rest_port)
+            except OSError as exc:
+                server.stop(None)
+                executor.shutdown(wait=True)
+                self._stop_issuer()
+                raise EmulatorStartError(
+                    f"Cannot bind the REST surface to {self.host}:{self.rest_port}: {exc}"
+                ) from exc
+            self.rest_port = self._rest.port
+        for config in self.queues:
+            service.queues.put_queue(config)
         dispatcher.start()
         server.start()
+        if self._rest is not None:
+            self._rest.start()
         self._server, self._dispatcher, self._executor = server, dispatcher, executor
         return self.port
 
@@ -132,7 +175,10 @@ class TasksEmulator:
         Idempotent.
         """
         server, dispatcher, executor = self._server, self._dispatcher, self._executor
+        rest, self._rest = self._rest, None
         self._server = self._dispatcher = self._executor = None
+        if rest is not None:
+            rest.stop()
         if server is not None:
             server.stop(grace_s).wait()
         if executor is not None:

@@ -1,14 +1,15 @@
 """The interface of queue and task state, used by the gRPC service and the dispatcher.
 
-:class:`localcloud.tasks.memstore.MemoryTaskStore` implements it in memory; a
-durable (SQLite) store can replace it later. Every method is atomic: name
-de-duplication in particular happens under one lock.
+:class:`localcloud.tasks.sqlstore.SqliteTaskStore` implements it in a SQLite file
+(or in memory). Every method is atomic: name de-duplication in particular happens
+under one lock.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
+from typing import NamedTuple
 
 from localcloud.tasks.errors import TasksEmulatorError
 from localcloud.tasks.model import AttemptResult, QueueConfig, TaskRecord
@@ -31,6 +32,13 @@ COUNTER_KEYS = (
 )
 
 
+class QueueCounts(NamedTuple):
+    """A queue's live tasks and the earliest schedule time among them (epoch seconds)."""
+
+    tasks: int
+    oldest_schedule_s: float | None
+
+
 class TaskStore(ABC):
     """Persistent state of queues and tasks; all methods are thread-safe and atomic."""
 
@@ -41,6 +49,18 @@ class TaskStore(ABC):
     @abstractmethod
     def create_queue(self, config: QueueConfig) -> None:
         """Add a queue; raise :class:`QueueAlreadyExistsError` if its name exists."""
+
+    @abstractmethod
+    def put_queue(self, config: QueueConfig) -> bool:
+        """Create or replace a queue's config; return True when it was created."""
+
+    @abstractmethod
+    def purge_queue(self, name: str) -> QueueConfig:
+        """Delete every task of a queue (names stay reserved); return the updated queue."""
+
+    @abstractmethod
+    def queue_counts(self, name: str) -> QueueCounts:
+        """Return a queue's task count and oldest schedule time."""
 
     @abstractmethod
     def get_queue(self, name: str) -> QueueConfig:
@@ -71,9 +91,9 @@ class TaskStore(ABC):
 
     @abstractmethod
     def list_tasks(
-        self, queue_name: str, offset: int, limit: int
-    ) -> tuple[list[TaskRecord], int | None]:
-        """Return up to ``limit`` live tasks from ``offset`` and the next offset (or None)."""
+        self, queue_name: str, after: str, limit: int
+    ) -> tuple[list[TaskRecord], str | None]:
+        """Return up to ``limit`` live tasks named after ``after``, and the last name if more."""
 
     @abstractmethod
     def delete_task(self, name: str) -> None:
@@ -89,6 +109,10 @@ class TaskStore(ABC):
         recorded. Returns copies of the leased tasks and the schedule time of the
         next task not leased (None when there is none).
         """
+
+    @abstractmethod
+    def lease_task(self, name: str, now_s: float) -> TaskRecord | None:
+        """Lease one task now whatever its schedule (RunTask); None if already in flight."""
 
     @abstractmethod
     def finish(self, name: str, result: AttemptResult, outcome: str) -> None:
@@ -111,3 +135,15 @@ class TaskStore(ABC):
     @abstractmethod
     def counters(self) -> dict[str, int]:
         """Return the counters named in :data:`COUNTER_KEYS`."""
+
+    @abstractmethod
+    def put_operation(self, name: str, data: bytes, keep: int) -> None:
+        """Store a serialized long-running operation, keeping only the newest ``keep``."""
+
+    @abstractmethod
+    def get_operation(self, name: str) -> bytes | None:
+        """Return a stored operation's serialized form, or None."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Release the store's resources (it is unusable afterwards)."""

@@ -8,7 +8,6 @@ from urllib.parse import urlsplit
 from localcloud.tasks.convert import (
     DEFAULT_DISPATCH_DEADLINE_S,
     MAX_DISPATCH_DEADLINE_S,
-    MAX_HEADERS_BYTES,
     MAX_SCHEDULE_AHEAD_S,
     MAX_URL_LENGTH,
     MIN_DISPATCH_DEADLINE_S,
@@ -23,13 +22,11 @@ from localcloud.tasks.convert import (
     timestamp_s,
 )
 from localcloud.tasks.errors import InvalidArgumentError
+from localcloud.tasks.headers import check_headers
 from localcloud.tasks.model import HTTP_METHOD_POST, AttemptRecord, QueueConfig, TaskRecord
 
 _BODY_METHODS = frozenset({1, 4, 6})  # POST, PUT, PATCH
 _VALID_METHODS = range(1, 8)  # POST .. OPTIONS
-_HEADER_NAME_CHARS = frozenset(
-    "!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
-)
 
 
 def task_from_request(
@@ -65,7 +62,7 @@ def task_from_request(
     if http.body and method not in _BODY_METHODS:
         raise InvalidArgumentError("A request body is allowed only for POST, PUT and PATCH.")
     headers = dict(http.headers)
-    _check_headers(headers)
+    check_headers(headers)
     if http.HasField("oauth_token"):
         raise InvalidArgumentError("oauth_token is not supported by the emulator; use oidc_token.")
     oidc_email = oidc_audience = ""
@@ -130,20 +127,6 @@ def _check_url(url: str) -> None:
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise InvalidArgumentError(
             f"http_request.url '{url}' must be an absolute http:// or https:// URL with a host."
-        )
-
-
-def _check_headers(headers: dict[str, str]) -> None:
-    total = 0
-    for key, value in headers.items():
-        if not key or not _HEADER_NAME_CHARS.issuperset(key):
-            raise InvalidArgumentError(f"Invalid HTTP header name {key!r}.")
-        if "\r" in value or "\n" in value or "\0" in value:
-            raise InvalidArgumentError(f"HTTP header {key!r} has a line break or NUL in its value.")
-        total += len(key.encode()) + len(value.encode())
-    if total > MAX_HEADERS_BYTES:
-        raise InvalidArgumentError(
-            f"HTTP headers are {total} bytes; the maximum is {MAX_HEADERS_BYTES} bytes."
         )
 
 
