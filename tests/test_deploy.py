@@ -1,9 +1,17 @@
-"""deploy/deploy.sh --dry-run: the complete plan, printed without calling gcloud."""
+"""The deployment files: deploy.sh's plan (--dry-run, no gcloud called) and the queue
+flags files applied by the real gcloud to the emulator's REST surface.
+"""
 
 from __future__ import annotations
 
 import subprocess
 from pathlib import Path
+
+import pytest
+
+from localcloud.tasks.server import TasksEmulator
+from tests.test_tasks_gcloud import Gcloud
+from tests.test_tasks_gcloud import gcloud as gcloud  # the fixture, re-exported
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -73,3 +81,33 @@ def test_bad_arguments_are_refused_with_a_reason(tmp_path: Path) -> None:
     unknown = plan(tmp_path, "--project", "p", "--frobnicate")
     assert unknown.returncode == 2 and "unknown argument '--frobnicate'" in unknown.stderr
     assert not (tmp_path / "gcloud-called").exists()
+
+
+@pytest.mark.parametrize(
+    ("queue", "flags_file", "expected"),
+    [
+        ("order-actions", "queue.yaml", (200.0, 200, 20, "1s", "600s", 5, "86400s")),
+        ("fanout-continuations", "continuation-queue.yaml", (1, 1, 10, "10s", "300s", 3, "3600s")),
+    ],
+)
+def test_the_queue_flags_files_apply_with_the_real_gcloud(
+    gcloud: tuple[Gcloud, TasksEmulator],
+    queue: str,
+    flags_file: str,
+    expected: tuple[float, int, int, str, str, int, str],
+) -> None:
+    cli, _ = gcloud
+    flags = f"--flags-file={ROOT / 'deploy' / flags_file}"
+    cli.run("tasks", "queues", "create", queue, "--location=us-central1", flags)
+    cli.run("tasks", "queues", "update", queue, "--location=us-central1", flags)  # idempotent
+    described = cli.json("tasks", "queues", "describe", queue, "--location=us-central1")
+    rate, retry = described["rateLimits"], described["retryConfig"]
+    assert (
+        rate["maxDispatchesPerSecond"],
+        rate["maxConcurrentDispatches"],
+        retry["maxAttempts"],
+        retry["minBackoff"],
+        retry["maxBackoff"],
+        retry["maxDoublings"],
+        retry["maxRetryDuration"],
+    ) == expected
