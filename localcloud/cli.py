@@ -1,9 +1,11 @@
-"""The ``localcloud`` command: the local cloud's emulators, and the demo."""
+"""The ``localcloud`` command: the local cloud's emulators, the demo, and ``up``."""
 
 from __future__ import annotations
 
 import signal
 import sys
+import threading
+from pathlib import Path
 from types import FrameType
 
 import click
@@ -12,6 +14,7 @@ from localcloud.demo import DemoOptions, dump, format_report, run_demo
 from localcloud.errors import DemoTimeoutError, LocalCloudError
 from localcloud.stack import StackOptions
 from localcloud.tasks.command import tasks_emulator
+from localcloud.up import UpOptions, run_up
 
 EXIT_INCOMPLETE = 1  # the demo ran but not every order completed in time
 EXIT_SETUP = 2  # something the demo needs is missing or did not start
@@ -89,6 +92,46 @@ def demo(orders: int, timeout_s: float, rate: float, concurrency: int, json_outp
         click.echo("\ninterrupted: every process the demo started has been stopped", err=True)
         sys.exit(EXIT_INTERRUPTED)
     _print_report(report, json_output)
+
+
+@main.command()
+@click.option(
+    "--scheduler-file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=Path("scheduler.yaml"),
+    show_default=True,
+    envvar="LOCALCLOUD_SCHEDULER_FILE",
+    show_envvar=True,
+    help="The Scheduler job's gcloud flags file.",
+)
+@click.option(
+    "--schedule",
+    envvar="LOCALCLOUD_SCHEDULE",
+    show_envvar=True,
+    help="A cron schedule used instead of the file's (a 6th field counts seconds).",
+)
+@click.option(
+    "--orders",
+    type=click.IntRange(0, 1_000_000),
+    default=0,
+    show_default=True,
+    envvar="LOCALCLOUD_ORDERS",
+    show_envvar=True,
+    help="Pending orders to seed at start-up.",
+)
+def up(scheduler_file: Path, schedule: str | None, orders: int) -> None:
+    """Start everything and keep it running, the Scheduler job firing on its cron, until Ctrl-C."""
+    signal.signal(signal.SIGTERM, _exit_on_signal)
+    signal.signal(signal.SIGHUP, _exit_on_signal)
+    options = UpOptions(scheduler_file=scheduler_file, schedule=schedule, orders=orders)
+    try:
+        run_up(options, click.echo, threading.Event())
+    except LocalCloudError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(EXIT_SETUP)
+    except KeyboardInterrupt:
+        click.echo("\nstopped: every process `up` started has been stopped", err=True)
+        sys.exit(EXIT_INTERRUPTED)
 
 
 def _print_report(report: dict[str, object], json_output: bool) -> None:
