@@ -2,7 +2,8 @@
 
 The ceiling is what the emulator does for the same reads and writes without the
 fan-out: the same cursor-paged query, and each page's orders updated with
-batched writes committed in parallel. The run additionally creates three tasks
+batched writes (with the same update-time preconditions) committed in parallel,
+as many at once as the run marks pages. The run additionally creates three tasks
 per order in the Cloud Tasks emulator (its own process) and keeps its run record.
 Prints orders/s for both and their ratio (the run's share of the ceiling).
 
@@ -25,11 +26,12 @@ from google.cloud.firestore_v1.bulk_batch import BulkWriteBatch
 from bench.common import quiet_queue, rate, report, seed, tasks_emulator, timed
 from fanout.app import build_runner
 from fanout.config import FanoutConfig
+from fanout.run import MARKINGS_IN_FLIGHT
 from fanout.selection import Selection
 from fanout.summary import RunSummary
 from localcloud.firestore_emulator import emulator_host
 
-COMMITS_IN_FLIGHT = 8  # parallel page commits in the ceiling
+COMMITS_IN_FLIGHT = MARKINGS_IN_FLIGHT  # parallel page commits, as many as the run has
 WARM_UP_ORDERS = 2000  # orders run through both paths first, so the JVM has compiled them
 
 
@@ -38,9 +40,13 @@ def ceiling(db: firestore.Client, page_size: int) -> int:
     query = Selection().query(db).limit(page_size)
 
     def mark(page: list[firestore.DocumentSnapshot]) -> None:
+        # The writes the run makes: each with a precondition on the time it was read.
         batch = BulkWriteBatch(db)
         for snapshot in page:
-            batch.update(snapshot.reference, {"status": "queued", "fanout.runId": "ceiling"})
+            option = db.write_option(last_update_time=snapshot.update_time)
+            batch.update(
+                snapshot.reference, {"status": "queued", "fanout.runId": "ceiling"}, option=option
+            )
         batch.commit()
 
     done = 0

@@ -41,7 +41,7 @@ from orders.settings import CloudSettings
 log = logging.getLogger(__name__)
 
 PageListener = Callable[[RunSummary], None]
-MARKINGS_IN_FLIGHT = 4  # pages being marked queued at once
+MARKINGS_IN_FLIGHT = 8  # pages being marked queued at once
 BUDGET_PAGES = 2.0  # stop when fewer than this many of the slowest page fit in the budget
 FINISHED_STATES = (RunState.FINISHED.value, RunState.SKIPPED.value)  # failed runs resume
 
