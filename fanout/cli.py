@@ -70,7 +70,9 @@ def main() -> None:
     type=Duration(),
     help="Re-enqueue orders queued longer than this (e.g. 2h) with the next generation.",
 )
-@_option("--resume", "resume_id", envvar="FANOUT_RESUME", help="Continue this run id.")
+@_option(
+    "--resume", "resume_id", envvar="FANOUT_RESUME", metavar="RUN_ID", help="Continue this run."
+)
 @_option("--dry-run", envvar="FANOUT_DRY_RUN", is_flag=True, help="Count; write nothing.")
 @_option(
     "--page-size",
@@ -221,6 +223,6 @@ def _fetch_id_token(audience: str) -> str:
     except google.auth.exceptions.GoogleAuthError as exc:
         raise click.UsageError(
             f"cannot get an ID token for {audience} ({exc}); pass one with "
-            "--token \"$(gcloud auth print-identity-token)\""
+            '--token "$(gcloud auth print-identity-token)"'
         ) from None
     return token
