@@ -20,8 +20,7 @@ from orders.settings import CloudSettings
 from tests.conftest import seed_orders
 from tests.receiver import Receiver, wait_for
 from tests.servers import ServerThread
-from worker.app import create_app as create_worker
-from worker.config import WorkerConfig
+from tests.worker_setup import queue_worker
 
 
 @pytest.fixture
@@ -92,8 +91,7 @@ def test_orders_complete_end_to_end_over_real_http(
     for doc in db.collection(ORDERS).stream():
         for item in doc.get("items"):
             taken[item["sku"]] = taken.get(item["sku"], 0) + item["quantity"]
-    worker_config = WorkerConfig(cloud=CloudSettings(project=project), log_level="WARNING")
-    with ServerThread(create_worker(worker_config)) as worker:
+    with queue_worker(project, tasks_emulator) as worker:
         cloud = make_cloud(project, tasks_emulator, worker.url)
         fanout_app = create_app(FanoutConfig(cloud=cloud, page_size=40, log_level="WARNING"))
         with ServerThread(fanout_app) as fanout:
