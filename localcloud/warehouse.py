@@ -22,6 +22,7 @@ NOTIFICATIONS_PATH = "/notifications"
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
+    request_queue_size = 256  # the default backlog of 5 resets connections under load
     warehouse: WarehouseReceiver
 
 

@@ -4,16 +4,18 @@
    a live claim of another delivery answers 503 with ``Retry-After``, a done
    entry answers 200 at once. Meanwhile read the order (its items and customer
    do not change after creation).
-3. Run the action: it adds its writes to one commit (stock with preconditions on
+2. Run the action: it adds its writes to one commit (stock with preconditions on
    what it read) and may deliver an outbox effect with its idempotency key.
-4. Commit, atomically: the action's writes, the ledger entry ``done`` (only if
+3. Commit, atomically: the action's writes, the ledger entry ``done`` (only if
    the claim is still ours) and ``actions.{action}`` on the order. A refused
    precondition (stock changed meanwhile) runs the action again.
-5. The commit also increments the order's ``actionsDone`` and reads back the
-   result (a transform result, no extra read): the commit that brings it to the
-   number of actions marks the order ``completed``. A delivery that finds its
+4. The commit also increments the order's ``actionsDone`` and reads back the
+   result (a transform result, no extra read). When the order read in 1 shows
+   every other action done, the commit also marks it ``completed``; otherwise
+   the commit that brought the count to the number of actions (another action
+   finished meanwhile) marks it in one more write. A delivery that finds its
    action already done checks the order again (a read), so that a failure
-   between 4 and 5 heals on the queue's retry.
+   between the commit and that write heals on the queue's retry.
 
 A permanent failure is written on the ledger entry and the order's action; a
 transient one releases the claim and leaves nothing else behind.
@@ -23,9 +25,9 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import random
 import time
-import uuid
 from concurrent.futures import ThreadPoolExecutor
 from enum import StrEnum
 from typing import Any
@@ -117,7 +119,7 @@ class Performer:
         # plain read is enough; it runs while the claim is written: one round trip.
         reading = self._reads.submit(order_ref.get, **self._rpc)
         ledger_ref = order_ref.collection(LEDGER).document(payload.action)
-        claimed = self._ledger.claim(ledger_ref, uuid.uuid4().hex, payload, delivery)
+        claimed = self._ledger.claim(ledger_ref, _claim_id(), payload, delivery)
         if isinstance(claimed, Settled):
             if claimed.state is LedgerState.FAILED:
                 return Outcome.ALREADY_FAILED
@@ -134,7 +136,7 @@ class Performer:
         order = snapshot.to_dict() or {}
         for _ in range(COMMIT_ATTEMPTS):
             try:
-                done = self._run(order_ref, order, payload, delivery, claimed)
+                done, completed = self._run(order_ref, order, payload, delivery, claimed)
             except gexc.FailedPrecondition:
                 # Stock changed since it was read (or, rarely, the claim was lost: then
                 # every try fails and the queue's retry finds the new owner's claim).
@@ -146,7 +148,7 @@ class Performer:
             except (TransientTaskError, *_TRANSIENT):
                 self._ledger.release(claimed)
                 raise
-            if done == len(ACTIONS):  # this commit did the last action: exactly one does
+            if done == len(ACTIONS) and not completed:  # the last action, done by a race winner
                 order_ref.update(
                     {
                         "status": OrderStatus.COMPLETED.value,
@@ -165,10 +167,11 @@ class Performer:
         payload: TaskPayload,
         delivery: Delivery,
         claim: Claim,
-    ) -> int:
+    ) -> tuple[int, bool]:
         """Run the action, commit it with the ledger entry and the order's record.
 
-        Return how many of the order's actions are done after this commit.
+        Return how many of the order's actions are done after this commit, and
+        whether the commit also completed the order.
         """
         if order.get("status") == OrderStatus.CANCELLED.value:
             raise PermanentTaskError(f"order {payload.order_id} is cancelled")
@@ -178,6 +181,14 @@ class Performer:
         )
         self._ledger.finish(writes, claim, delivery)
         prefix = f"actions.{payload.action}"
+        others = [name for name in ACTIONS if name != payload.action]
+        completion: dict[str, Any] = {}
+        if order.get("status") in _COMPLETABLE and all(action_done(order, a) for a in others):
+            # Every other action was done when the order was read: complete it in this commit.
+            completion = {
+                "status": OrderStatus.COMPLETED.value,
+                "completedAt": firestore.SERVER_TIMESTAMP,
+            }
         writes.update(
             order_ref,
             {
@@ -187,10 +198,11 @@ class Performer:
                 f"{prefix}.generation": payload.generation,
                 f"{prefix}.taskName": delivery.task_name,
                 ACTIONS_DONE: firestore.Increment(1),
+                **completion,
             },
         )
         results = writes.commit(**self._rpc)
-        return _counter_after(results[-1])
+        return _counter_after(results[-1]), bool(completion)
 
     def _record_failure(
         self,
@@ -271,3 +283,8 @@ def _counter_after(result: Any) -> int:
         if value._pb.WhichOneof("value_type") == "integer_value":
             return int(value.integer_value)
     return 0
+
+
+def _claim_id() -> str:
+    """Return a unique id for one delivery's claim (pid: forked workers share random's state)."""
+    return f"{os.getpid():x}-{random.getrandbits(96):024x}"
