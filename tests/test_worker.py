@@ -298,7 +298,9 @@ def test_an_unreachable_firestore_answers_503_and_writes_nothing(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     (order_id,) = seed_orders(db, 1)
-    config = worker_config(project, issuer.issuer_url, issuer.certs_url, warehouse.url)
+    config = worker_config(
+        project, issuer.issuer_url, issuer.certs_url, warehouse.url, rpc_timeout_s=1.0
+    )
     with monkeypatch.context() as patched:  # the app's client talks to a port nobody serves
         patched.setenv("FIRESTORE_EMULATOR_HOST", f"127.0.0.1:{free_port()}")
         app = create_app(config)
@@ -320,3 +322,35 @@ def test_errors_are_json(worker: Sender) -> None:
     bad = worker.post(b"{}", worker.headers(**{"X-CloudTasks-TaskRetryCount": "x"}))
     assert bad.status_code == 400 and "X-CloudTasks-TaskRetryCount" in bad.json()["message"]
     assert requests.get(f"{worker.url}/healthz", timeout=10).json()["status"] == "ok"
+
+
+def test_a_delivery_overtaken_after_its_lease_changes_nothing(
+    db: firestore.Client, project: str, issuer: LocalIssuer, warehouse: WarehouseReceiver
+) -> None:
+    (order_id,) = seed_orders(db, 1)
+    payload = TaskPayload(order_id, "notify_warehouse", 0, "r")
+    config = worker_config(
+        project, issuer.issuer_url, issuer.certs_url, warehouse.url, delivery_timeout_s=60.0
+    )
+    warehouse.delay_s = 8  # longer than the 3 s lease: the queue has given up on it
+    with ServerThread(create_app(config)) as server, ThreadPoolExecutor(1) as pool:
+        worker = Sender(server.url, issuer)
+        slow = pool.submit(worker.deliver, payload)
+        wait_for(lambda: warehouse.deliveries == 1, timeout_s=30)
+        warehouse.delay_s = 0
+        answers: list[requests.Response] = []
+
+        def redeliver() -> bool:
+            answers.append(worker.deliver(payload, retry_count=1))
+            return answers[-1].status_code == 200
+
+        wait_for(redeliver, timeout_s=30)
+        overtaken = slow.result(timeout=60)
+    assert answers[-1].json()["outcome"] == "done"
+    assert (overtaken.status_code, overtaken.json()["outcome"]) == (503, "busy")
+    assert "taken over" in overtaken.json()["error"]
+    entry = ledger(db, order_id, "notify_warehouse")
+    assert entry is not None and entry["state"] == "done" and entry["retryCount"] == 1
+    assert order(db, order_id)["actions"]["notify_warehouse"]["attempts"] == 2
+    assert order(db, order_id)["actionsDone"] == 1
+    assert warehouse.summary() == {"notifications": 1, "deliveries": 2, "duplicates": 1}

@@ -45,15 +45,14 @@ def worker_config(
         project=project, queue=QUEUE, worker_url=AUDIENCE, dispatch_deadline_s=DEADLINE_S
     )
     auth = AuthSettings(AUDIENCE, frozenset({INVOKER}), (issuer_url,), certs_url)
+    settings: dict[str, object] = {"delivery_timeout_s": 5.0, "rpc_timeout_s": 5.0, **overrides}
     return WorkerConfig(
         cloud=cloud,
         auth=auth,
         log_level="WARNING",
         lease_s=lease_s,
         warehouse_url=warehouse_url,
-        delivery_timeout_s=5.0,
-        rpc_timeout_s=5.0,
-        **overrides,  # type: ignore[arg-type]
+        **settings,  # type: ignore[arg-type]
     )
 
 

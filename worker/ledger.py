@@ -114,6 +114,14 @@ class Ledger:
             return Claim(ref, claim_id, result.update_time, attempts)
         raise TransientTaskError(f"ledger entry {ref.path} kept changing while being claimed")
 
+    def holds(self, claim: Claim) -> bool:
+        """Tell whether ``claim`` is still this delivery's (not taken over after its lease)."""
+        entry = claim.ref.get(**self._rpc).to_dict() or {}
+        return bool(
+            entry.get("state") == LedgerState.CLAIMED.value
+            and entry.get("claimId") == claim.claim_id
+        )
+
     def finish(self, writes: firestore.WriteBatch, claim: Claim, delivery: Delivery) -> None:
         """Add to ``writes`` the update that marks the claimed entry done."""
         writes.update(

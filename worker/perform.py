@@ -51,7 +51,7 @@ from worker.actions.confirmation import KIND as EMAIL
 from worker.actions.warehouse import KIND as WAREHOUSE
 from worker.config import WorkerConfig
 from worker.delivery import Delivery
-from worker.errors import PermanentTaskError, TransientTaskError
+from worker.errors import ClaimHeldError, PermanentTaskError, TransientTaskError
 from worker.ledger import Claim, Ledger, LedgerState, Settled
 from worker.outbox import Outbox
 
@@ -137,9 +137,15 @@ class Performer:
         for _ in range(COMMIT_ATTEMPTS):
             try:
                 done, completed = self._run(order_ref, order, payload, delivery, claimed)
-            except gexc.FailedPrecondition:
-                # Stock changed since it was read (or, rarely, the claim was lost: then
-                # every try fails and the queue's retry finds the new owner's claim).
+            except (gexc.FailedPrecondition, gexc.AlreadyExists):
+                # A precondition refused the commit: stock changed since it was read, or
+                # our lease passed and another delivery took the claim over (and may
+                # have created the outbox document): then stop, the new owner finishes.
+                if not self._ledger.holds(claimed):
+                    raise ClaimHeldError(
+                        f"order {payload.order_id}: {payload.action} was taken over after "
+                        "this delivery's lease passed"
+                    ) from None
                 time.sleep(random.uniform(0.0, CONFLICT_PAUSE_S))
                 continue
             except PermanentTaskError as exc:
