@@ -22,6 +22,7 @@ from orders.schema import ACTIONS, DEAD_LETTERS, INVENTORY, LEDGER, ORDERS, OUTB
 from tests.conftest import seed_orders
 from tests.receiver import wait_for
 from tests.servers import ServerThread
+from tests.tcp_proxy import TcpProxy
 from tests.worker_setup import AUDIENCE, INVOKER, QUEUE, Sender, worker_config
 from worker.actions import REGISTRY
 from worker.app import create_app
@@ -354,3 +355,42 @@ def test_a_delivery_overtaken_after_its_lease_changes_nothing(
     assert order(db, order_id)["actions"]["notify_warehouse"]["attempts"] == 2
     assert order(db, order_id)["actionsDone"] == 1
     assert warehouse.summary() == {"notifications": 1, "deliveries": 2, "duplicates": 1}
+
+
+def test_firestore_failing_mid_delivery_answers_503_and_leaves_no_partial_state(
+    db: firestore.Client,
+    project: str,
+    issuer: LocalIssuer,
+    warehouse: WarehouseReceiver,
+    worker: Sender,
+    firestore_emulator: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    (order_id,) = seed_orders(db, 1)
+    payload = TaskPayload(order_id, "notify_warehouse", 0, "r")
+    proxy = TcpProxy(firestore_emulator)
+    config = worker_config(
+        project, issuer.issuer_url, issuer.certs_url, warehouse.url, rpc_timeout_s=1.0
+    )
+    with monkeypatch.context() as patched:  # this worker reaches Firestore through the proxy
+        patched.setenv("FIRESTORE_EMULATOR_HOST", proxy.address)
+        app = create_app(config)
+    warehouse.delay_s = 1.0
+    with ServerThread(app) as server, ThreadPoolExecutor(1) as pool:
+        answer = pool.submit(Sender(server.url, issuer).deliver, payload)
+        wait_for(lambda: warehouse.deliveries == 1, timeout_s=30)  # claimed, now posting
+        proxy.cut()  # Firestore goes away before the commit that records the action
+        failed = answer.result(timeout=60)
+    assert (failed.status_code, failed.json()["outcome"]) == (503, "retry")
+    assert int(failed.headers["Retry-After"]) >= 1
+    recorded = order(db, order_id)
+    assert recorded["actions"]["notify_warehouse"]["state"] == "pending"
+    assert "actionsDone" not in recorded and recorded["status"] == "pending"
+    assert list(db.collection(OUTBOX).stream()) == []
+    assert list(db.collection(DEAD_LETTERS).stream()) == []
+    claim = ledger(db, order_id, "notify_warehouse")  # left behind, it expires with its lease
+    assert claim is not None and claim["state"] == "claimed"
+    warehouse.delay_s = 0
+    wait_for(lambda: worker.deliver(payload, retry_count=1).status_code == 200, timeout_s=30)
+    assert order(db, order_id)["actions"]["notify_warehouse"]["state"] == "done"
+    assert warehouse.summary()["notifications"] == 1
