@@ -134,14 +134,16 @@ class Performer:
             self._ledger.release(claimed)
             raise PermanentTaskError(f"order {payload.order_id!r} does not exist")
         order = snapshot.to_dict() or {}
-        for _ in range(COMMIT_ATTEMPTS):
+        for attempt in range(COMMIT_ATTEMPTS):
             try:
                 done, completed = self._run(order_ref, order, payload, delivery, claimed)
-            except (gexc.FailedPrecondition, gexc.AlreadyExists):
-                # A precondition refused the commit: stock changed since it was read, or
-                # our lease passed and another delivery took the claim over (and may
-                # have created the outbox document): then stop, the new owner finishes.
-                if not self._ledger.holds(claimed):
+            except (gexc.FailedPrecondition, gexc.AlreadyExists) as exc:
+                # A precondition refused the commit: stock changed since it was read (the
+                # common case: go again at once), or our lease passed and another delivery
+                # took the claim over (and may have created the outbox document): then
+                # stop, the new owner finishes. The claim is checked when it may be that.
+                suspect = isinstance(exc, gexc.AlreadyExists) or attempt > 0
+                if suspect and not self._ledger.holds(claimed):
                     raise ClaimHeldError(
                         f"order {payload.order_id}: {payload.action} was taken over after "
                         "this delivery's lease passed"
