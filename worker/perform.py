@@ -139,9 +139,10 @@ class Performer:
                 done, completed = self._run(order_ref, order, payload, delivery, claimed)
             except (gexc.FailedPrecondition, gexc.AlreadyExists) as exc:
                 # A precondition refused the commit: stock changed since it was read (the
-                # common case: go again at once), or our lease passed and another delivery
-                # took the claim over (and may have created the outbox document): then
-                # stop, the new owner finishes. The claim is checked when it may be that.
+                # common case: go again after a short pause), or our lease passed and
+                # another delivery took the claim over (and may have created the outbox
+                # document): then stop, the new owner finishes. The claim is re-read
+                # only when the refusal may mean that.
                 suspect = isinstance(exc, gexc.AlreadyExists) or attempt > 0
                 if suspect and not self._ledger.holds(claimed):
                     raise ClaimHeldError(
