@@ -122,15 +122,15 @@ class Ledger:
             and entry.get("claimId") == claim.claim_id
         )
 
-    def finish(self, writes: firestore.WriteBatch, claim: Claim, delivery: Delivery) -> None:
-        """Add to ``writes`` the update that marks the claimed entry done."""
+    def finish(self, writes: firestore.WriteBatch, claim: Claim) -> None:
+        """Add to ``writes`` the update that marks the claimed entry done.
+
+        The entry already names the delivery (task name, retry and execution
+        counts): the claim wrote them.
+        """
         writes.update(
             claim.ref,
-            {
-                "state": LedgerState.DONE.value,
-                "completedAt": firestore.SERVER_TIMESTAMP,
-                **delivery.log_fields(),
-            },
+            {"state": LedgerState.DONE.value, "completedAt": firestore.SERVER_TIMESTAMP},
             option=self._client.write_option(last_update_time=claim.update_time),
         )
 

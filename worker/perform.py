@@ -188,7 +188,7 @@ class Performer:
         REGISTRY[payload.action](
             ActionContext(writes, self._client, order, payload, self._outbox, self._rpc)
         )
-        self._ledger.finish(writes, claim, delivery)
+        self._ledger.finish(writes, claim)
         prefix = f"actions.{payload.action}"
         others = [name for name in ACTIONS if name != payload.action]
         completion: dict[str, Any] = {}
