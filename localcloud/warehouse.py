@@ -28,6 +28,7 @@ class _Server(ThreadingHTTPServer):
 
 class _Handler(BaseHTTPRequestHandler):
     server: _Server
+    protocol_version = "HTTP/1.1"  # keep connections open: every answer has a Content-Length
 
     def do_POST(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
