@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -183,9 +184,13 @@ def main() -> None:
         print(f"worker: {worker}", file=sys.stderr)
         ceiling = bench_ceiling(f"bench-c-{run}", worker["tasks"], args.concurrency)
         print(f"ceiling: {ceiling}", file=sys.stderr)
+    except BaseException:
+        print(f"the logs are kept in {log_dir}", file=sys.stderr)
+        raise
     finally:
         if emulator is not None:
             emulator.stop()
+    shutil.rmtree(log_dir, ignore_errors=True)
     result = {
         "concurrency": args.concurrency,
         **worker,
