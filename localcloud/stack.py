@@ -25,10 +25,12 @@ from google.protobuf import duration_pb2
 from localcloud.firestore_emulator import FirestoreEmulator
 from localcloud.processes import ManagedProcess, free_port, http_ok
 from localcloud.tasks.server import TasksEmulator
+from localcloud.warehouse import WarehouseReceiver
 from orders.clients import tasks_client
 from orders.settings import CloudSettings
 
 _STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+QUEUE_MAX_ATTEMPTS = 100
 GUNICORN_TIMEOUT_S = 120  # longer than the tasks' dispatch deadline (CloudSettings, 60 s)
 SERVICE_START_TIMEOUT_S = 60.0
 SCHEDULER_EMAIL = "scheduler-invoker@order-fanout-demo.iam.gserviceaccount.com"
@@ -58,6 +60,7 @@ class LocalStack:
         self.external_firestore = os.environ.get("FIRESTORE_EMULATOR_HOST", "")
         self.firestore = FirestoreEmulator(log_dir=self.log_dir)
         self.tasks = TasksEmulator()
+        self.warehouse = WarehouseReceiver()
         self.worker_url = ""
         self.fanout_url = ""
         self._services: list[ManagedProcess] = []
@@ -84,9 +87,10 @@ class LocalStack:
             if not self.external_firestore:
                 self.firestore.start()
             self.tasks.start()
+            self.warehouse.start()
             self.worker_url = f"http://127.0.0.1:{free_port()}"
             self._create_queue()
-            self.worker_url = self._serve("worker", self.worker_url)
+            self.worker_url = self._serve("worker", self.worker_url, self.worker_env())
             fanout_url = f"http://127.0.0.1:{free_port()}"
             self.fanout_url = self._serve("fanout", fanout_url, self.fanout_env(fanout_url))
         except BaseException:
@@ -103,6 +107,7 @@ class LocalStack:
             with contextlib.ExitStack() as stops:  # each stop runs even if one before it fails
                 stops.callback(self.firestore.stop)
                 stops.callback(self.tasks.stop)
+                stops.callback(self.warehouse.stop)
                 for service in self._services:
                     stops.callback(service.stop)
             self._services.clear()
@@ -135,7 +140,21 @@ class LocalStack:
             "AUTH_CERTS_URL": self.tasks.issuer.certs_url,
         }
 
-    def _serve(self, name: str, base_url: str, extra_env: dict[str, str] | None = None) -> str:
+    def worker_env(self) -> dict[str, str]:
+        """Return the worker's own settings.
+
+        It verifies the tokens the Cloud Tasks emulator signs, posts to the local
+        warehouse and knows the queue's ``max_attempts``.
+        """
+        invoker = CloudSettings.from_env(self.service_env()).invoker_email  # as fanout derives it
+        return {
+            "AUTH_AUDIENCE": self.worker_url,
+            "AUTH_ALLOWED_EMAILS": invoker,
+            "WAREHOUSE_URL": self.warehouse.url,
+            "TASKS_MAX_ATTEMPTS": str(QUEUE_MAX_ATTEMPTS),
+        }
+
+    def _serve(self, name: str, base_url: str, env: dict[str, str] | None = None) -> str:
         """Run ``{name}.app:create_app()`` under gunicorn at ``base_url``; return the URL."""
         argv = [
             sys.executable, "-m", "gunicorn",
@@ -146,8 +165,9 @@ class LocalStack:
             "--graceful-timeout", "5",
             f"{name}.app:create_app()",
         ]  # fmt: skip
-        env = {**self.service_env(), **(extra_env or {})}
-        process = ManagedProcess(name, argv, self.log_dir / f"{name}.log", env)
+        process = ManagedProcess(
+            name, argv, self.log_dir / f"{name}.log", {**self.service_env(), **(env or {})}
+        )
         self._services.append(process)
         process.start()
         process.wait_until(lambda: http_ok(f"{base_url}/healthz"), SERVICE_START_TIMEOUT_S)
@@ -166,7 +186,7 @@ class LocalStack:
                     max_concurrent_dispatches=self.options.max_concurrent_dispatches,
                 ),
                 retry_config=tasks_v2.RetryConfig(
-                    max_attempts=100,
+                    max_attempts=QUEUE_MAX_ATTEMPTS,
                     min_backoff=duration_pb2.Duration(nanos=100_000_000),
                     max_backoff=duration_pb2.Duration(seconds=10),
                 ),

@@ -21,12 +21,13 @@ LEDGER = "ledger"  # subcollection of an order: one entry per action
 
 
 class OrderStatus(StrEnum):
-    """Lifecycle of an order: pending -> queued -> completed (or failed)."""
+    """Lifecycle of an order: pending -> queued -> completed (or failed, or cancelled)."""
 
     PENDING = "pending"
     QUEUED = "queued"
     COMPLETED = "completed"
     FAILED = "failed"
+    CANCELLED = "cancelled"  # set outside this system; its actions are refused
 
 
 class ActionState(StrEnum):
@@ -35,6 +36,7 @@ class ActionState(StrEnum):
     PENDING = "pending"
     DONE = "done"
     FAILED = "failed"
+    DEAD_LETTERED = "dead_lettered"  # the queue's last attempt failed transiently
 
 
 # The actions fanned out for every order, in the order they are enqueued.

@@ -18,8 +18,7 @@ from tests.conftest import seed_orders
 from tests.fanout_support import make_cloud, scheduler_headers, served_fanout
 from tests.receiver import Receiver, wait_for
 from tests.servers import ServerThread
-from worker.app import create_app as create_worker
-from worker.config import WorkerConfig
+from tests.worker_setup import queue_worker
 
 
 def test_fanning_out_the_same_orders_twice_creates_each_task_once(
@@ -69,8 +68,7 @@ def test_orders_complete_end_to_end_over_real_http(
     for doc in db.collection(ORDERS).stream():
         for item in doc.get("items"):
             taken[item["sku"]] = taken.get(item["sku"], 0) + item["quantity"]
-    worker_config = WorkerConfig(cloud=CloudSettings(project=project), log_level="WARNING")
-    with ServerThread(create_worker(worker_config)) as worker:
+    with queue_worker(project, tasks_emulator) as worker:
         cloud = make_cloud(project, tasks_emulator, worker.url)
         config = FanoutConfig(cloud=cloud, page_size=40, log_level="WARNING")
         with served_fanout(config, tasks_emulator) as fanout:

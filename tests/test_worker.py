@@ -1,73 +1,212 @@
-"""The worker over real HTTP against the official Firestore emulator."""
+"""The worker over real HTTP against the official Firestore emulator, with verified callers."""
 
 from __future__ import annotations
 
+import json
+import os
+import signal
+import sys
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pytest
 import requests
 from google.cloud import firestore
 
+from localcloud.oidc import LocalIssuer
+from localcloud.processes import ManagedProcess, free_port, http_ok
+from localcloud.warehouse import WarehouseReceiver
 from orders.contract import TaskPayload
-from orders.schema import DEAD_LETTERS, INVENTORY, ORDERS, OUTBOX
-from orders.settings import CloudSettings
+from orders.schema import ACTIONS, DEAD_LETTERS, INVENTORY, LEDGER, ORDERS, OUTBOX
 from tests.conftest import seed_orders
+from tests.receiver import wait_for
 from tests.servers import ServerThread
+from tests.tcp_proxy import TcpProxy
+from tests.worker_setup import AUDIENCE, INVOKER, QUEUE, Sender, worker_config
+from worker.actions import REGISTRY
 from worker.app import create_app
-from worker.config import WorkerConfig
+
+
+@pytest.fixture(scope="module")
+def issuer() -> Iterator[LocalIssuer]:
+    with LocalIssuer() as started:
+        yield started
 
 
 @pytest.fixture
-def worker_url(project: str) -> Iterator[str]:
-    config = WorkerConfig(cloud=CloudSettings(project=project), log_level="WARNING")
+def warehouse() -> Iterator[WarehouseReceiver]:
+    with WarehouseReceiver() as started:
+        yield started
+
+
+@pytest.fixture
+def worker(project: str, issuer: LocalIssuer, warehouse: WarehouseReceiver) -> Iterator[Sender]:
+    config = worker_config(project, issuer.issuer_url, issuer.certs_url, warehouse.url)
     with ServerThread(create_app(config)) as server:
-        yield server.url
+        yield Sender(server.url, issuer)
 
 
-def deliver(url: str, payload: TaskPayload) -> requests.Response:
-    return requests.post(
-        f"{url}/tasks",
-        data=payload.to_json(),
-        headers={"Content-Type": "application/json", "X-CloudTasks-TaskName": "t"},
-        timeout=30,
-    )
+def order(db: firestore.Client, order_id: str) -> dict:
+    return db.collection(ORDERS).document(order_id).get().to_dict()
 
 
-def test_a_redelivered_task_changes_the_order_once(db: firestore.Client, worker_url: str) -> None:
+def ledger(db: firestore.Client, order_id: str, action: str) -> dict | None:
+    ref = db.collection(ORDERS).document(order_id).collection(LEDGER).document(action)
+    return ref.get().to_dict()
+
+
+def stock(db: firestore.Client, sku: str = "sku-0") -> int:
+    return int(db.collection(INVENTORY).document(sku).get().get("stock"))
+
+
+def test_a_redelivered_task_changes_the_order_once(db: firestore.Client, worker: Sender) -> None:
     (order_id,) = seed_orders(db, 1)
     payload = TaskPayload(order_id, "send_confirmation", 0, "run-1")
-    first, second = deliver(worker_url, payload), deliver(worker_url, payload)
+    first = worker.deliver(payload)
+    second = worker.deliver(payload, retry_count=1)
     assert (first.status_code, first.json()["outcome"]) == (200, "done")
     assert (second.status_code, second.json()["outcome"]) == (200, "already_done")
-    order = db.collection(ORDERS).document(order_id).get().to_dict()
-    assert order["actions"]["send_confirmation"]["state"] == "done"
-    assert order["actions"]["send_confirmation"]["attempts"] == 1
-    assert order["status"] == "pending"  # two actions are still to do
-    outbox = list(db.collection(OUTBOX).stream())
-    assert [doc.id for doc in outbox] == [f"{order_id}:send_confirmation"]
+    action = order(db, order_id)["actions"]["send_confirmation"]
+    assert action["state"] == "done" and action["attempts"] == 1
+    assert order(db, order_id)["status"] == "pending"  # two actions are still to do
+    entry = ledger(db, order_id, "send_confirmation")
+    assert entry is not None and entry["state"] == "done"
+    assert (entry["taskName"], entry["queueName"], entry["retryCount"]) == ("task-1", QUEUE, 0)
+    assert entry["executionCount"] == 0
+    outbox = [doc.to_dict() for doc in db.collection(OUTBOX).stream()]
+    assert len(outbox) == 1 and outbox[0]["state"] == "pending"  # no mailer: left for a relay
 
 
-def test_concurrent_deliveries_take_stock_once(db: firestore.Client, worker_url: str) -> None:
+@pytest.mark.parametrize("action", ["update_inventory", "notify_warehouse"])
+def test_ten_simultaneous_deliveries_take_effect_once(
+    db: firestore.Client, worker: Sender, warehouse: WarehouseReceiver, action: str
+) -> None:
     (order_id,) = seed_orders(db, 1, skus=1)
-    quantity = db.collection(ORDERS).document(order_id).get().to_dict()["items"][0]["quantity"]
-    payload = TaskPayload(order_id, "update_inventory", 0, "run-1")
+    before = stock(db)
+    quantity = order(db, order_id)["items"][0]["quantity"]
+    payload = TaskPayload(order_id, action, 0, "run-1")
     with ThreadPoolExecutor(10) as pool:
-        answers = list(pool.map(lambda _: deliver(worker_url, payload), range(10)))
-    outcomes = sorted(a.json()["outcome"] for a in answers if a.status_code == 200)
-    assert outcomes.count("done") == 1, [(a.status_code, a.text) for a in answers]
-    assert all(a.status_code in (200, 503) for a in answers)
-    stock = db.collection(INVENTORY).document("sku-0").get().get("stock")
-    assert stock == 1_000_000 - quantity
+        answers = list(pool.map(lambda i: worker.deliver(payload, retry_count=i), range(10)))
+    outcomes = [(a.status_code, a.json()["outcome"]) for a in answers]
+    assert outcomes.count((200, "done")) == 1, outcomes
+    assert set(outcomes) <= {(200, "done"), (200, "already_done"), (503, "busy")}, outcomes
+    assert all(int(a.headers["Retry-After"]) >= 1 for a in answers if a.status_code == 503)
+    assert order(db, order_id)["actions"][action]["state"] == "done"
+    assert order(db, order_id)["actionsDone"] == 1
+    if action == "update_inventory":
+        assert stock(db) == before - quantity
+    else:
+        assert stock(db) == before
+        assert warehouse.summary() == {"notifications": 1, "deliveries": 1, "duplicates": 0}
+        (notification,) = warehouse.received().values()
+        assert notification["orderId"] == order_id
+        assert notification["message"]["items"] == [{"sku": "sku-0", "quantity": quantity}]
+        outbox = db.collection(OUTBOX).document(f"{order_id}:{action}").get().to_dict()
+        assert outbox["state"] == "delivered" and outbox["kind"] == "warehouse"
 
 
-def test_the_last_action_completes_the_order(db: firestore.Client, worker_url: str) -> None:
+def test_the_last_action_completes_the_order(db: firestore.Client, worker: Sender) -> None:
     (order_id,) = seed_orders(db, 1)
-    for action in ("send_confirmation", "update_inventory", "notify_warehouse"):
-        assert deliver(worker_url, TaskPayload(order_id, action, 0, "r")).status_code == 200
-    order = db.collection(ORDERS).document(order_id).get().to_dict()
-    assert order["status"] == "completed"
-    assert order["completedAt"] is not None
+    for action in ACTIONS:
+        assert worker.deliver(TaskPayload(order_id, action, 0, "r")).json()["outcome"] == "done"
+    completed = order(db, order_id)
+    assert completed["status"] == "completed" and completed["completedAt"] is not None
+    assert completed["actionsDone"] == len(ACTIONS)
+
+
+def test_every_action_is_registered_once() -> None:
+    assert sorted(REGISTRY) == sorted(ACTIONS)
+
+
+def test_a_killed_delivery_is_completed_after_its_lease(
+    db: firestore.Client,
+    project: str,
+    issuer: LocalIssuer,
+    warehouse: WarehouseReceiver,
+    worker: Sender,
+    tmp_path: Path,
+) -> None:
+    (order_id,) = seed_orders(db, 1)
+    payload = TaskPayload(order_id, "notify_warehouse", 0, "r")
+    port = free_port()
+    spec = {
+        "port": port,
+        "project": project,
+        "issuer_url": issuer.issuer_url,
+        "certs_url": issuer.certs_url,
+        "warehouse_url": warehouse.url,
+    }
+    argv = [sys.executable, "-m", "tests.worker_setup", json.dumps(spec)]
+    doomed = ManagedProcess("doomed-worker", argv, tmp_path / "worker.log")
+    doomed.start()
+    try:
+        doomed.wait_until(lambda: http_ok(f"http://127.0.0.1:{port}/healthz"), 60)
+        warehouse.delay_s = 120  # the warehouse holds the first delivery: kill it meanwhile
+        with ThreadPoolExecutor(1) as pool:
+            pending = pool.submit(Sender(f"http://127.0.0.1:{port}", issuer).deliver, payload)
+            wait_for(lambda: warehouse.deliveries == 1, timeout_s=60)
+            assert doomed.pid is not None
+            os.killpg(doomed.pid, signal.SIGKILL)
+            with pytest.raises(requests.ConnectionError):
+                pending.result(timeout=60)
+    finally:
+        doomed.stop()
+    warehouse.delay_s = 0
+    killed = ledger(db, order_id, "notify_warehouse")
+    assert killed is not None and killed["state"] == "claimed"
+    answers: list[requests.Response] = []
+
+    def redeliver() -> bool:
+        answers.append(worker.deliver(payload, retry_count=len(answers) + 1))
+        return answers[-1].status_code == 200
+
+    wait_for(redeliver, timeout_s=60)
+    assert answers[-1].json()["outcome"] == "done"
+    assert all(a.json()["outcome"] == "busy" for a in answers[:-1])  # while the lease lived
+    entry = ledger(db, order_id, "notify_warehouse")
+    assert entry is not None and entry["state"] == "done"
+    assert entry["takenOverFrom"] == killed["claimId"] and entry["attempts"] == 2
+    assert order(db, order_id)["actions"]["notify_warehouse"]["state"] == "done"
+    # The warehouse saw the key twice and kept it once: the Idempotency-Key did its job.
+    assert warehouse.summary() == {"notifications": 1, "deliveries": 2, "duplicates": 1}
+
+
+def test_the_auth_matrix(db: firestore.Client, worker: Sender, issuer: LocalIssuer) -> None:
+    (order_id,) = seed_orders(db, 1)
+    body = TaskPayload(order_id, "send_confirmation", 0, "r").to_json()
+    with LocalIssuer() as stranger:
+        forged = stranger.mint(AUDIENCE, INVOKER)
+    cases = [
+        ("no token", "", 401, "no Authorization header"),
+        ("bad signature", forged, 401, "does not verify"),
+        ("expired", issuer.mint(AUDIENCE, INVOKER, lifetime_s=-60), 401, "does not verify"),
+        ("wrong audience", issuer.mint("http://other.test", INVOKER), 401, "audience"),
+        ("wrong email", issuer.mint(AUDIENCE, "someone@else.test"), 403, "not allowed"),
+    ]
+    for name, token, status, words in cases:
+        auth = f"Bearer {token}" if token else ""
+        answer = worker.post(body, worker.headers(Authorization=auth))
+        assert answer.status_code == status, name
+        assert answer.json()["error"] in ("Unauthorized", "Forbidden")
+        assert words in answer.json()["message"], (name, answer.json())
+    assert order(db, order_id)["actions"]["send_confirmation"]["state"] == "pending"
+    assert list(db.collection(DEAD_LETTERS).stream()) == []
+    other_queue = worker.post(body, worker.headers(**{"X-CloudTasks-QueueName": "other"}))
+    assert other_queue.status_code == 403 and "not this worker's queue" in other_queue.text
+    no_queue = worker.post(body, worker.headers(**{"X-CloudTasks-QueueName": ""}))
+    assert no_queue.status_code == 403
+    valid = worker.post(body, worker.headers())
+    assert (valid.status_code, valid.json()["outcome"]) == (200, "done")
+
+
+def test_a_token_from_an_untrusted_issuer_is_refused(
+    project: str, issuer: LocalIssuer, warehouse: WarehouseReceiver
+) -> None:
+    config = worker_config(project, "https://accounts.google.com", issuer.certs_url, warehouse.url)
+    with ServerThread(create_app(config)) as server:
+        answer = Sender(server.url, issuer).deliver(TaskPayload("o", "send_confirmation", 0, "r"))
+    assert answer.status_code == 401 and "not trusted" in answer.json()["message"]
 
 
 @pytest.mark.parametrize(
@@ -82,21 +221,176 @@ def test_the_last_action_completes_the_order(db: firestore.Client, worker_url: s
             "does not exist",
         ),
         (TaskPayload("o", "launch_rocket", 0, "r").to_json(), "application/json", "unknown action"),
+        (b"{" + b" " * 70_000 + b"}", "application/json", "byte limit"),
     ],
 )
-def test_hopeless_tasks_are_recorded_and_acknowledged(
-    db: firestore.Client, worker_url: str, body: bytes, content_type: str, reason: str
+def test_hopeless_tasks_are_dead_lettered_and_acknowledged(
+    db: firestore.Client, worker: Sender, body: bytes, content_type: str, reason: str
 ) -> None:
-    answer = requests.post(
-        f"{worker_url}/tasks", data=body, headers={"Content-Type": content_type}, timeout=30
-    )
+    answer = worker.post(body, worker.headers(**{"Content-Type": content_type}))
     assert answer.status_code == 200
     assert answer.json()["outcome"] == "rejected" and reason in answer.json()["error"]
     (letter,) = [doc.to_dict() for doc in db.collection(DEAD_LETTERS).stream()]
-    assert reason in letter["reason"]
+    assert reason in letter["reason"] and letter["taskName"] == "task-1"
 
 
-def test_other_methods_get_a_json_405(worker_url: str) -> None:
-    answer = requests.get(f"{worker_url}/tasks", timeout=10)
-    assert answer.status_code == 405
-    assert answer.json()["error"] == "Method Not Allowed"
+def test_cancelled_orders_and_short_stock_fail_for_good(
+    db: firestore.Client, worker: Sender
+) -> None:
+    cancelled, short = seed_orders(db, 2, skus=1)
+    db.collection(ORDERS).document(cancelled).update({"status": "cancelled"})
+    db.collection(INVENTORY).document("sku-0").update({"stock": 0})
+    cases = [
+        (cancelled, "send_confirmation", "is cancelled", "cancelled"),
+        (short, "update_inventory", "insufficient stock", "failed"),
+    ]
+    for order_id, action, reason, status in cases:
+        payload = TaskPayload(order_id, action, 0, "r")
+        answer = worker.deliver(payload)
+        assert (answer.status_code, answer.json()["outcome"]) == (200, "failed")
+        assert reason in answer.json()["error"]
+        recorded = order(db, order_id)
+        assert recorded["status"] == status
+        assert recorded["actions"][action]["state"] == "failed"
+        assert reason in recorded["actions"][action]["lastError"]
+        entry = ledger(db, order_id, action)
+        assert entry is not None and entry["state"] == "failed" and reason in entry["error"]
+        again = worker.deliver(payload, retry_count=1)
+        assert (again.status_code, again.json()["outcome"]) == (200, "already_failed")
+    assert stock(db) == 0
+
+
+def test_a_warehouse_failure_is_retried_and_leaves_nothing_half_done(
+    db: firestore.Client, worker: Sender, warehouse: WarehouseReceiver
+) -> None:
+    (order_id,) = seed_orders(db, 1)
+    payload = TaskPayload(order_id, "notify_warehouse", 0, "r")
+    warehouse.fail_next(1, 503)
+    failed = worker.deliver(payload)
+    assert (failed.status_code, failed.json()["outcome"]) == (503, "retry")
+    assert failed.headers["Retry-After"] == "1" and "HTTP 503" in failed.json()["error"]
+    assert ledger(db, order_id, "notify_warehouse") is None  # the claim was released
+    assert order(db, order_id)["actions"]["notify_warehouse"]["state"] == "pending"
+    assert list(db.collection(OUTBOX).stream()) == []
+    retried = worker.deliver(payload, retry_count=1)
+    assert (retried.status_code, retried.json()["outcome"]) == (200, "done")
+    assert warehouse.summary() == {"notifications": 1, "deliveries": 2, "duplicates": 0}
+
+
+def test_the_last_attempt_is_dead_lettered(
+    db: firestore.Client, worker: Sender, warehouse: WarehouseReceiver
+) -> None:
+    (order_id,) = seed_orders(db, 1)
+    warehouse.fail_next(1, 500)
+    answer = worker.deliver(TaskPayload(order_id, "notify_warehouse", 0, "r"), retry_count=99)
+    assert (answer.status_code, answer.json()["outcome"]) == (503, "dead_lettered")
+    (letter,) = [doc.to_dict() for doc in db.collection(DEAD_LETTERS).stream()]
+    assert letter["lastAttempt"] is True and "HTTP 500" in letter["reason"]
+    assert letter["retryCount"] == 99 and letter["orderId"] == order_id
+    action = order(db, order_id)["actions"]["notify_warehouse"]
+    assert action["state"] == "dead_lettered" and "HTTP 500" in action["lastError"]
+
+
+def test_an_unreachable_firestore_answers_503_and_writes_nothing(
+    db: firestore.Client,
+    project: str,
+    issuer: LocalIssuer,
+    warehouse: WarehouseReceiver,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    (order_id,) = seed_orders(db, 1)
+    config = worker_config(
+        project, issuer.issuer_url, issuer.certs_url, warehouse.url, rpc_timeout_s=1.0
+    )
+    with monkeypatch.context() as patched:  # the app's client talks to a port nobody serves
+        patched.setenv("FIRESTORE_EMULATOR_HOST", f"127.0.0.1:{free_port()}")
+        app = create_app(config)
+    with ServerThread(app) as server:
+        answer = Sender(server.url, issuer).deliver(
+            TaskPayload(order_id, "update_inventory", 0, "r")
+        )
+    assert (answer.status_code, answer.json()["outcome"]) == (503, "retry")
+    assert answer.headers["Retry-After"] == "1"
+    assert order(db, order_id)["actions"]["update_inventory"]["state"] == "pending"
+    assert ledger(db, order_id, "update_inventory") is None
+    assert stock(db) == 1_000_000
+    assert list(db.collection(DEAD_LETTERS).stream()) == []
+
+
+def test_errors_are_json(worker: Sender) -> None:
+    answer = requests.get(f"{worker.url}/tasks", timeout=10)
+    assert answer.status_code == 405 and answer.json()["error"] == "Method Not Allowed"
+    bad = worker.post(b"{}", worker.headers(**{"X-CloudTasks-TaskRetryCount": "x"}))
+    assert bad.status_code == 400 and "X-CloudTasks-TaskRetryCount" in bad.json()["message"]
+    assert requests.get(f"{worker.url}/healthz", timeout=10).json()["status"] == "ok"
+
+
+def test_a_delivery_overtaken_after_its_lease_changes_nothing(
+    db: firestore.Client, project: str, issuer: LocalIssuer, warehouse: WarehouseReceiver
+) -> None:
+    (order_id,) = seed_orders(db, 1)
+    payload = TaskPayload(order_id, "notify_warehouse", 0, "r")
+    config = worker_config(
+        project, issuer.issuer_url, issuer.certs_url, warehouse.url, delivery_timeout_s=60.0
+    )
+    warehouse.delay_s = 8  # longer than the 3 s lease: the queue has given up on it
+    with ServerThread(create_app(config)) as server, ThreadPoolExecutor(1) as pool:
+        worker = Sender(server.url, issuer)
+        slow = pool.submit(worker.deliver, payload)
+        wait_for(lambda: warehouse.deliveries == 1, timeout_s=30)
+        warehouse.delay_s = 0
+        answers: list[requests.Response] = []
+
+        def redeliver() -> bool:
+            answers.append(worker.deliver(payload, retry_count=1))
+            return answers[-1].status_code == 200
+
+        wait_for(redeliver, timeout_s=30)
+        overtaken = slow.result(timeout=60)
+    assert answers[-1].json()["outcome"] == "done"
+    assert (overtaken.status_code, overtaken.json()["outcome"]) == (503, "busy")
+    assert "taken over" in overtaken.json()["error"]
+    entry = ledger(db, order_id, "notify_warehouse")
+    assert entry is not None and entry["state"] == "done" and entry["retryCount"] == 1
+    assert order(db, order_id)["actions"]["notify_warehouse"]["attempts"] == 2
+    assert order(db, order_id)["actionsDone"] == 1
+    assert warehouse.summary() == {"notifications": 1, "deliveries": 2, "duplicates": 1}
+
+
+def test_firestore_failing_mid_delivery_answers_503_and_leaves_no_partial_state(
+    db: firestore.Client,
+    project: str,
+    issuer: LocalIssuer,
+    warehouse: WarehouseReceiver,
+    worker: Sender,
+    firestore_emulator: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    (order_id,) = seed_orders(db, 1)
+    payload = TaskPayload(order_id, "notify_warehouse", 0, "r")
+    proxy = TcpProxy(firestore_emulator)
+    config = worker_config(
+        project, issuer.issuer_url, issuer.certs_url, warehouse.url, rpc_timeout_s=1.0
+    )
+    with monkeypatch.context() as patched:  # this worker reaches Firestore through the proxy
+        patched.setenv("FIRESTORE_EMULATOR_HOST", proxy.address)
+        app = create_app(config)
+    warehouse.delay_s = 1.0
+    with ServerThread(app) as server, ThreadPoolExecutor(1) as pool:
+        answer = pool.submit(Sender(server.url, issuer).deliver, payload)
+        wait_for(lambda: warehouse.deliveries == 1, timeout_s=30)  # claimed, now posting
+        proxy.cut()  # Firestore goes away before the commit that records the action
+        failed = answer.result(timeout=60)
+    assert (failed.status_code, failed.json()["outcome"]) == (503, "retry")
+    assert int(failed.headers["Retry-After"]) >= 1
+    recorded = order(db, order_id)
+    assert recorded["actions"]["notify_warehouse"]["state"] == "pending"
+    assert "actionsDone" not in recorded and recorded["status"] == "pending"
+    assert list(db.collection(OUTBOX).stream()) == []
+    assert list(db.collection(DEAD_LETTERS).stream()) == []
+    claim = ledger(db, order_id, "notify_warehouse")  # left behind, it expires with its lease
+    assert claim is not None and claim["state"] == "claimed"
+    warehouse.delay_s = 0
+    wait_for(lambda: worker.deliver(payload, retry_count=1).status_code == 200, timeout_s=30)
+    assert order(db, order_id)["actions"]["notify_warehouse"]["state"] == "done"
+    assert warehouse.summary()["notifications"] == 1

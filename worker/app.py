@@ -2,10 +2,16 @@
 
 Answers, chosen for how Cloud Tasks retries (every non-2xx is retried):
 
+- 401 / 403: the caller is not verified (no, bad or expired token, another
+  audience or issuer) / not allowed (another identity, another queue);
 - 200 ``done`` / ``already_done``: the action is recorded done;
 - 200 ``rejected``: the task can never succeed (bad body, unknown action, missing
   order); it is recorded in ``dead_letters`` and acknowledged so it is not retried;
-- 503 with ``Retry-After``: a transient failure; nothing was written, retry later.
+- 200 ``failed`` / ``already_failed``: the action can never succeed for this order
+  (cancelled, insufficient stock); recorded on the order and its ledger entry;
+- 503 with ``Retry-After``: a transient failure, or another delivery holds the
+  action's claim; nothing was left half-done, retry later. On the queue's last
+  attempt the failure is first recorded as dead-lettered.
 """
 
 from __future__ import annotations
@@ -14,86 +20,165 @@ import logging
 from typing import Any
 
 from flask import Flask, Response, jsonify, request
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
+from orders.auth import CallerVerifier, build_verifier
 from orders.clients import firestore_client
 from orders.contract import TaskPayload
-from orders.errors import PayloadError
+from orders.errors import AuthError, PayloadError
 from orders.logs import configure_logging
 from worker.config import WorkerConfig
-from worker.errors import PermanentTaskError, TransientTaskError
+from worker.delivery import Delivery
+from worker.errors import (
+    BadDeliveryError,
+    ClaimHeldError,
+    ForeignQueueError,
+    PermanentTaskError,
+    TransientTaskError,
+)
 from worker.perform import Performer
 
 log = logging.getLogger(__name__)
 
-RETRY_AFTER_S = 1
+Answer = tuple[Response, int]
 
 
 def create_app(config: WorkerConfig | None = None) -> Flask:
-    """Build the worker app; its Firestore client is built once, here."""
+    """Build the worker app; its Firestore client and caller verifier are built once, here."""
     config = config or WorkerConfig.from_env()
     configure_logging(config.log_level)
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = config.max_body_bytes
-    performer = Performer(firestore_client(config.cloud))
+    performer = Performer(firestore_client(config.cloud), config)
+    verifier = build_verifier(config.auth_settings, "worker")
 
     @app.get("/healthz")
     def healthz() -> Response:
         return jsonify(status="ok", service="worker")
 
     @app.post("/tasks")
-    def tasks() -> tuple[Response, int] | Response:
-        task = _task_headers()
-        if request.mimetype != "application/json":
-            return _reject(
-                performer, f"Content-Type must be application/json, got {request.mimetype!r}", task
-            )
+    def tasks() -> Answer:
         try:
-            payload = TaskPayload.from_json(request.get_data())
-            outcome = performer.perform(payload)
-        except PayloadError as exc:
-            return _reject(performer, str(exc), task)
+            caller = _verify(verifier)
+            delivery = Delivery.from_headers(request.headers, config.cloud.queue)
+        except AuthError as exc:
+            return _refuse(exc.http_status, exc)
+        except ForeignQueueError as exc:
+            return _refuse(403, exc)
+        except BadDeliveryError as exc:
+            return _refuse(400, exc)
+        fields = {**delivery.log_fields(), "caller": caller}
+        try:
+            payload = _payload(config.max_body_bytes)
         except PermanentTaskError as exc:
-            return _reject(performer, str(exc), task)
+            return _reject(performer, str(exc), fields)
+        fields.update(orderId=payload.order_id, action=payload.action)
+        try:
+            outcome = performer.perform(payload, delivery)
+        except PermanentTaskError as exc:
+            if not exc.recorded:
+                return _reject(performer, str(exc), fields)
+            log.error("action failed for good: %s", exc, extra=fields)
+            return _answer(200, outcome="failed", error=str(exc), **_ids(payload))
+        except ClaimHeldError as exc:
+            log.info("busy, asking the queue to come back: %s", exc, extra=fields)
+            return _retry(exc, outcome="busy")
         except TransientTaskError as exc:
-            log.warning("transient failure, asking the queue to retry: %s", exc, extra=task)
-            response = jsonify(outcome="retry", error=str(exc))
-            response.headers["Retry-After"] = str(RETRY_AFTER_S)
-            return response, 503
-        log.info(
-            "%s %s for order %s",
-            payload.action,
-            outcome.value,
-            payload.order_id,
-            extra={**task, "orderId": payload.order_id, "action": payload.action},
-        )
-        return jsonify(outcome=outcome.value, orderId=payload.order_id, action=payload.action)
+            if delivery.is_last_attempt(config.max_attempts):
+                return _dead_letter(performer, payload, exc, fields)
+            log.warning("transient failure, asking the queue to retry: %s", exc, extra=fields)
+            return _retry(exc, outcome="retry")
+        log.info("%s %s", payload.action, outcome.value, extra=fields)
+        return _answer(200, outcome=outcome.value, **_ids(payload))
 
     @app.errorhandler(HTTPException)
-    def http_error(exc: HTTPException) -> tuple[Response, int]:
+    def http_error(exc: HTTPException) -> Answer:
         return jsonify(error=exc.name, message=exc.description), exc.code or 500
+
+    @app.errorhandler(Exception)
+    def crash(exc: Exception) -> Answer:
+        log.exception("unexpected error; the queue will retry", extra={"path": request.path})
+        return _answer(500, error="Internal Server Error", message=f"{type(exc).__name__}: {exc}")
 
     return app
 
 
-def _task_headers() -> dict[str, Any]:
-    """Return the Cloud Tasks delivery headers worth logging."""
-    return {
-        "taskName": request.headers.get("X-CloudTasks-TaskName", ""),
-        "queueName": request.headers.get("X-CloudTasks-QueueName", ""),
-        "retryCount": request.headers.get("X-CloudTasks-TaskRetryCount", ""),
-    }
+def _verify(verifier: CallerVerifier | None) -> str:
+    """Return the verified caller's email ("" with verification disabled)."""
+    if verifier is None:
+        return ""
+    return verifier.verify(request.headers.get("Authorization")).email
 
 
-def _reject(performer: Performer, reason: str, task: dict[str, Any]) -> tuple[Response, int]:
-    """Record a task that can never succeed and acknowledge it, so it is not retried."""
-    log.error("rejected task: %s", reason, extra=task)
-    body = request.get_data()[:2048].decode("utf-8", errors="replace")
+def _payload(max_body_bytes: int) -> TaskPayload:
+    """Read and parse the body; anything that can never become a task is permanent."""
+    length = request.content_length
+    if length is not None and length > max_body_bytes:
+        raise PermanentTaskError(f"body is {length} bytes, above the {max_body_bytes}-byte limit")
+    if request.mimetype != "application/json":
+        raise PermanentTaskError(
+            f"Content-Type must be application/json, got {request.mimetype or 'none'!r}"
+        )
     try:
-        performer.record_rejection(reason, {**task, "body": body})
+        return TaskPayload.from_json(request.get_data())
+    except RequestEntityTooLarge:
+        raise PermanentTaskError(f"body is above the {max_body_bytes}-byte limit") from None
+    except PayloadError as exc:
+        raise PermanentTaskError(str(exc)) from None
+
+
+def _ids(payload: TaskPayload) -> dict[str, str]:
+    return {"orderId": payload.order_id, "action": payload.action}
+
+
+def _answer(status: int, **body: Any) -> Answer:
+    return jsonify(**body), status
+
+
+def _refuse(status: int, exc: Exception) -> Answer:
+    """Refuse a caller or a delivery that is not the queue's (nothing is recorded)."""
+    log.warning("refused a request: %s", exc, extra={"status": status})
+    names = {400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 503: "Unavailable"}
+    response, code = _answer(status, error=names.get(status, "Error"), message=str(exc))
+    if status == 401:
+        response.headers["WWW-Authenticate"] = 'Bearer error="invalid_token"'
+    if status == 503:
+        response.headers["Retry-After"] = "1"
+    return response, code
+
+
+def _retry(exc: TransientTaskError, outcome: str) -> Answer:
+    response, status = _answer(503, outcome=outcome, error=str(exc))
+    response.headers["Retry-After"] = str(exc.retry_after_s)
+    return response, status
+
+
+def _body_excerpt() -> str:
+    try:
+        return request.get_data()[:2048].decode("utf-8", errors="replace")
+    except RequestEntityTooLarge:
+        return ""
+
+
+def _reject(performer: Performer, reason: str, fields: dict[str, Any]) -> Answer:
+    """Record a task that can never succeed and acknowledge it, so it is not retried."""
+    log.error("rejected task: %s", reason, extra=fields)
+    try:
+        performer.record_rejection(reason, {**fields, "body": _body_excerpt()})
     except Exception as exc:  # recording must not turn a rejection into a crash
-        log.error("could not record the rejection: %s", exc, extra=task)
-        response = jsonify(outcome="retry", error=f"{reason}; and recording it failed: {exc}")
-        response.headers["Retry-After"] = str(RETRY_AFTER_S)
-        return response, 503
-    return jsonify(outcome="rejected", error=reason), 200
+        log.error("could not record the rejection: %s", exc, extra=fields)
+        return _retry(TransientTaskError(f"{reason}; and recording it failed: {exc}"), "retry")
+    return _answer(200, outcome="rejected", error=reason)
+
+
+def _dead_letter(
+    performer: Performer, payload: TaskPayload, exc: TransientTaskError, fields: dict[str, Any]
+) -> Answer:
+    """Record the last attempt's failure as dead-lettered, then answer as the failure deserves."""
+    reason = f"last attempt failed: {exc}"
+    log.error("dead-lettered: %s", reason, extra=fields)
+    try:
+        performer.record_dead_letter(payload, reason, fields)
+    except Exception as record_exc:  # Firestore may be what failed: the log keeps the record
+        log.error("could not record the dead letter: %s", record_exc, extra=fields)
+    return _retry(exc, outcome="dead_lettered")

@@ -1,26 +1,39 @@
-"""Perform one action of one order exactly once.
+"""Perform one action of one order exactly once, under redelivery and racing deliveries.
 
-Exactly once rests on a ledger document per (order, action),
-``orders/{orderId}/ledger/{action}``. One atomic commit *creates* that entry
-(a must-not-exist precondition), applies the action's writes and records
-``actions.{action}`` on the order as done. A redelivered task, or two deliveries
-racing, find the entry there: their commit is refused as a whole and changes
-nothing. No document is read and then written, so nothing holds a lock: the
-three actions of one order never contend, and the commit is one round trip.
+1. Claim ``orders/{id}/ledger/{action}`` for this delivery (:mod:`worker.ledger`):
+   a live claim of another delivery answers 503 with ``Retry-After``, a done
+   entry answers 200 at once. Meanwhile read the order (its items and customer
+   do not change after creation).
+2. Run the action: it adds its writes to one commit (stock with preconditions on
+   what it read) and may deliver an outbox effect with its idempotency key.
+3. Commit, atomically: the action's writes, the ledger entry ``done`` (only if
+   the claim is still ours) and ``actions.{action}`` on the order. A refused
+   precondition (stock changed meanwhile) runs the action again.
+4. The commit also increments the order's ``actionsDone`` and reads back the
+   result (a transform result, no extra read). When the order read in 1 shows
+   every other action done, the commit also marks it ``completed``; otherwise
+   the commit that brought the count to the number of actions (another action
+   finished meanwhile) marks it in one more write. A delivery that finds its
+   action already done checks the order again (a read), so that a failure
+   between the commit and that write heals on the queue's retry.
 
-Completing the order is a separate, idempotent step run after every delivery
-(also an already-done one, so a crash between the two steps heals on
-redelivery): when every action is done it sets ``status = completed`` with a
-precondition on the update time it read, retrying on a lost race.
+A permanent failure is written on the ledger entry and the order's action; a
+transient one releases the claim and leaves nothing else behind.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
+import random
+import time
+from concurrent.futures import ThreadPoolExecutor
 from enum import StrEnum
 from typing import Any
 
 from google.api_core import exceptions as gexc
+from google.api_core.retry import Retry, if_exception_type
 from google.cloud import firestore
 
 from orders.contract import TaskPayload
@@ -34,7 +47,13 @@ from orders.schema import (
     action_done,
 )
 from worker.actions import REGISTRY, ActionContext
-from worker.errors import PermanentTaskError, TransientTaskError
+from worker.actions.confirmation import KIND as EMAIL
+from worker.actions.warehouse import KIND as WAREHOUSE
+from worker.config import WorkerConfig
+from worker.delivery import Delivery
+from worker.errors import ClaimHeldError, PermanentTaskError, TransientTaskError
+from worker.ledger import Claim, Ledger, LedgerState, Settled
+from worker.outbox import Outbox
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +63,12 @@ _TRANSIENT = (
     gexc.DeadlineExceeded,
     gexc.InternalServerError,
     gexc.TooManyRequests,
+    gexc.RetryError,
 )
+ACTIONS_DONE = "actionsDone"  # on the order: how many actions are done, counted by the commits
+COMMIT_ATTEMPTS = 8  # optimistic runs of an action before answering 503
+CONFLICT_PAUSE_S = 0.05  # longest random pause before running an action again, seconds
+READ_THREADS = 64  # order reads run beside the claim write
 COMPLETION_ATTEMPTS = 10  # optimistic tries to mark an order completed before answering 503
 _COMPLETABLE = frozenset({OrderStatus.PENDING.value, OrderStatus.QUEUED.value})
 
@@ -54,16 +78,28 @@ class Outcome(StrEnum):
 
     DONE = "done"
     ALREADY_DONE = "already_done"
+    ALREADY_FAILED = "already_failed"
 
 
 class Performer:
     """Runs actions against one Firestore client, built once per process."""
 
-    def __init__(self, client: firestore.Client) -> None:
-        """Use ``client`` for every delivery."""
+    def __init__(self, client: firestore.Client, config: WorkerConfig) -> None:
+        """Use ``client`` for every delivery, with the config's lease, targets and timeouts."""
         self._client = client
+        self._reads = ThreadPoolExecutor(READ_THREADS, thread_name_prefix="order-read")
+        retry = Retry(
+            predicate=if_exception_type(gexc.ServiceUnavailable, gexc.InternalServerError),
+            initial=0.1,
+            maximum=1.0,
+            timeout=config.rpc_timeout_s,
+        )
+        self._rpc: dict[str, Any] = {"retry": retry, "timeout": config.rpc_timeout_s}
+        self._ledger = Ledger(client, config.lease_s, self._rpc)
+        targets = {EMAIL: config.mailer_url, WAREHOUSE: config.warehouse_url}
+        self._outbox = Outbox(client, targets, config.delivery_timeout_s)
 
-    def perform(self, payload: TaskPayload) -> Outcome:
+    def perform(self, payload: TaskPayload, delivery: Delivery) -> Outcome:
         """Perform ``payload``'s action once; raise Permanent- or TransientTaskError otherwise."""
         if payload.action not in REGISTRY:
             known = ", ".join(sorted(REGISTRY))
@@ -72,77 +108,192 @@ class Performer:
             raise PermanentTaskError(f"orderId {payload.order_id!r} is not a Firestore document id")
         order_ref = self._client.collection(ORDERS).document(payload.order_id)
         try:
-            # The order's own fields (items, customer) do not change after creation,
-            # so a plain read is enough: nothing locks the order document.
-            snapshot = order_ref.get()
-            if not snapshot.exists:
-                raise PermanentTaskError(f"order {payload.order_id!r} does not exist")
-            outcome = _record_action(self._client, order_ref, snapshot.to_dict() or {}, payload)
-            _complete_order_if_done(self._client, order_ref)
+            return self._perform(order_ref, payload, delivery)
         except _TRANSIENT as exc:
             raise TransientTaskError(f"Firestore is busy or unavailable: {exc}") from exc
-        return outcome
+
+    def _perform(
+        self, order_ref: firestore.DocumentReference, payload: TaskPayload, delivery: Delivery
+    ) -> Outcome:
+        # The order's own fields (items, customer) do not change after creation, so a
+        # plain read is enough; it runs while the claim is written: one round trip.
+        reading = self._reads.submit(order_ref.get, **self._rpc)
+        ledger_ref = order_ref.collection(LEDGER).document(payload.action)
+        claimed = self._ledger.claim(ledger_ref, _claim_id(), payload, delivery)
+        if isinstance(claimed, Settled):
+            if claimed.state is LedgerState.FAILED:
+                return Outcome.ALREADY_FAILED
+            self._complete_order_if_done(order_ref)
+            return Outcome.ALREADY_DONE
+        try:
+            snapshot = reading.result()
+        except BaseException:
+            self._ledger.release(claimed)
+            raise
+        if not snapshot.exists:
+            self._ledger.release(claimed)
+            raise PermanentTaskError(f"order {payload.order_id!r} does not exist")
+        order = snapshot.to_dict() or {}
+        for attempt in range(COMMIT_ATTEMPTS):
+            try:
+                done, completed = self._run(order_ref, order, payload, delivery, claimed)
+            except (gexc.FailedPrecondition, gexc.AlreadyExists) as exc:
+                # A precondition refused the commit: stock changed since it was read (the
+                # common case: go again after a short pause), or our lease passed and
+                # another delivery took the claim over (and may have created the outbox
+                # document): then stop, the new owner finishes. The claim is re-read
+                # only when the refusal may mean that.
+                suspect = isinstance(exc, gexc.AlreadyExists) or attempt > 0
+                if suspect and not self._ledger.holds(claimed):
+                    raise ClaimHeldError(
+                        f"order {payload.order_id}: {payload.action} was taken over after "
+                        "this delivery's lease passed"
+                    ) from None
+                time.sleep(random.uniform(0.0, CONFLICT_PAUSE_S))
+                continue
+            except PermanentTaskError as exc:
+                self._record_failure(order_ref, order, payload, claimed, str(exc))
+                raise PermanentTaskError(str(exc), recorded=True) from exc
+            except (TransientTaskError, *_TRANSIENT):
+                self._ledger.release(claimed)
+                raise
+            if done == len(ACTIONS) and not completed:  # the last action, done by a race winner
+                order_ref.update(
+                    {
+                        "status": OrderStatus.COMPLETED.value,
+                        "completedAt": firestore.SERVER_TIMESTAMP,
+                    },
+                    **self._rpc,
+                )
+            return Outcome.DONE
+        self._ledger.release(claimed)
+        raise TransientTaskError(f"order {payload.order_id}: {payload.action} kept conflicting")
+
+    def _run(
+        self,
+        order_ref: firestore.DocumentReference,
+        order: dict[str, Any],
+        payload: TaskPayload,
+        delivery: Delivery,
+        claim: Claim,
+    ) -> tuple[int, bool]:
+        """Run the action, commit it with the ledger entry and the order's record.
+
+        Return how many of the order's actions are done after this commit, and
+        whether the commit also completed the order.
+        """
+        if order.get("status") == OrderStatus.CANCELLED.value:
+            raise PermanentTaskError(f"order {payload.order_id} is cancelled")
+        writes = self._client.batch()
+        REGISTRY[payload.action](
+            ActionContext(writes, self._client, order, payload, self._outbox, self._rpc)
+        )
+        self._ledger.finish(writes, claim)
+        prefix = f"actions.{payload.action}"
+        others = [name for name in ACTIONS if name != payload.action]
+        completion: dict[str, Any] = {}
+        if order.get("status") in _COMPLETABLE and all(action_done(order, a) for a in others):
+            # Every other action was done when the order was read: complete it in this commit.
+            completion = {
+                "status": OrderStatus.COMPLETED.value,
+                "completedAt": firestore.SERVER_TIMESTAMP,
+            }
+        writes.update(
+            order_ref,
+            {
+                f"{prefix}.state": ActionState.DONE.value,
+                f"{prefix}.completedAt": firestore.SERVER_TIMESTAMP,
+                f"{prefix}.attempts": claim.attempts,
+                f"{prefix}.generation": payload.generation,
+                f"{prefix}.taskName": delivery.task_name,
+                ACTIONS_DONE: firestore.Increment(1),
+                **completion,
+            },
+        )
+        results = writes.commit(**self._rpc)
+        return _counter_after(results[-1]), bool(completion)
+
+    def _record_failure(
+        self,
+        order_ref: firestore.DocumentReference,
+        order: dict[str, Any],
+        payload: TaskPayload,
+        claim: Claim,
+        reason: str,
+    ) -> None:
+        """Write a permanent failure on the ledger entry and the order (failed, unless done)."""
+        writes = self._client.batch()
+        self._ledger.fail(writes, claim, reason)
+        prefix = f"actions.{payload.action}"
+        update: dict[str, Any] = {
+            f"{prefix}.state": ActionState.FAILED.value,
+            f"{prefix}.lastError": reason,
+            f"{prefix}.failedAt": firestore.SERVER_TIMESTAMP,
+            f"{prefix}.attempts": claim.attempts,
+        }
+        if order.get("status") in _COMPLETABLE:
+            update["status"] = OrderStatus.FAILED.value
+        writes.update(order_ref, update)
+        try:
+            writes.commit(**self._rpc)
+        except gexc.FailedPrecondition:
+            raise TransientTaskError(
+                f"{reason}; but the claim was taken over before the failure was recorded"
+            ) from None
 
     def record_rejection(self, reason: str, detail: dict[str, Any]) -> None:
-        """Record a permanently failed delivery in the dead-letter collection."""
+        """Record a delivery that can never succeed, and has no order, in ``dead_letters``."""
         self._client.collection(DEAD_LETTERS).add(
-            {"reason": reason, "receivedAt": firestore.SERVER_TIMESTAMP, **detail}
+            {"reason": reason, "receivedAt": firestore.SERVER_TIMESTAMP, **detail}, **self._rpc
         )
 
-
-def _record_action(
-    client: firestore.Client,
-    order_ref: firestore.DocumentReference,
-    order: dict[str, Any],
-    payload: TaskPayload,
-) -> Outcome:
-    """Apply the action and record it done in one atomic commit, unless it already is."""
-    batch = client.batch()
-    batch.create(
-        order_ref.collection(LEDGER).document(payload.action),
-        {
-            "state": ActionState.DONE.value,
-            "completedAt": firestore.SERVER_TIMESTAMP,
-            "generation": payload.generation,
-            "runId": payload.run_id,
-        },
-    )
-    REGISTRY[payload.action](ActionContext(batch, client, order, payload))
-    prefix = f"actions.{payload.action}"
-    batch.update(
-        order_ref,
-        {
-            f"{prefix}.state": ActionState.DONE.value,
-            f"{prefix}.completedAt": firestore.SERVER_TIMESTAMP,
-            f"{prefix}.attempts": firestore.Increment(1),
-            f"{prefix}.generation": payload.generation,
-        },
-    )
-    try:
-        batch.commit()
-    except gexc.AlreadyExists:  # the ledger entry was created before (not Aborted: retry that)
-        return Outcome.ALREADY_DONE
-    return Outcome.DONE
-
-
-def _complete_order_if_done(
-    client: firestore.Client, order_ref: firestore.DocumentReference
-) -> None:
-    """Mark the order completed once every action is done; a no-op otherwise."""
-    for _ in range(COMPLETION_ATTEMPTS):
-        snapshot = order_ref.get()
-        order = snapshot.to_dict() or {}
-        if order.get("status") not in _COMPLETABLE:
-            return
-        if not all(action_done(order, name) for name in ACTIONS):
-            return
-        option = client.write_option(last_update_time=snapshot.update_time)
-        try:
+    def record_dead_letter(self, payload: TaskPayload, reason: str, detail: dict[str, Any]) -> None:
+        """Record that the queue's last attempt of ``payload`` failed: no retry will follow."""
+        self.record_rejection(reason, {**detail, "lastAttempt": True})
+        prefix = f"actions.{payload.action}"
+        order_ref = self._client.collection(ORDERS).document(payload.order_id)
+        with contextlib.suppress(gexc.NotFound):
             order_ref.update(
-                {"status": OrderStatus.COMPLETED.value, "completedAt": firestore.SERVER_TIMESTAMP},
-                option=option,
+                {
+                    f"{prefix}.state": ActionState.DEAD_LETTERED.value,
+                    f"{prefix}.lastError": reason,
+                },
+                **self._rpc,
             )
-            return
-        except gexc.FailedPrecondition:
-            continue  # someone else wrote the order meanwhile: look again
-    raise TransientTaskError(f"order {order_ref.id} kept changing while being completed")
+
+    def _complete_order_if_done(self, order_ref: firestore.DocumentReference) -> None:
+        """Mark the order completed once every action is done; a no-op otherwise."""
+        for _ in range(COMPLETION_ATTEMPTS):
+            snapshot = order_ref.get(**self._rpc)
+            order = snapshot.to_dict() or {}
+            if order.get("status") not in _COMPLETABLE:
+                return
+            if not all(action_done(order, name) for name in ACTIONS):
+                return
+            option = self._client.write_option(last_update_time=snapshot.update_time)
+            try:
+                order_ref.update(
+                    {
+                        "status": OrderStatus.COMPLETED.value,
+                        "completedAt": firestore.SERVER_TIMESTAMP,
+                    },
+                    option=option,
+                    **self._rpc,
+                )
+                return
+            except gexc.FailedPrecondition:
+                continue  # someone else wrote the order meanwhile: look again
+        raise TransientTaskError(f"order {order_ref.id} kept changing while being completed")
+
+
+def _counter_after(result: Any) -> int:
+    """Return the integer a write's one Increment transform left (0 if there is none)."""
+    for value in result.transform_results:
+        if value._pb.WhichOneof("value_type") == "integer_value":
+            return int(value.integer_value)
+    return 0
+
+
+def _claim_id() -> str:
+    """Return a unique id for one delivery's claim (pid: forked workers share random's state)."""
+    return f"{os.getpid():x}-{random.getrandbits(96):024x}"

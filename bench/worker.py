@@ -1,0 +1,204 @@
+"""Benchmark the worker against the Firestore emulator, beside the emulator's own ceiling.
+
+Starts the official Firestore emulator (or uses FIRESTORE_EMULATOR_HOST), the local
+OIDC issuer, the local warehouse and the worker under gunicorn, seeds orders, and
+delivers every (order, action) task over HTTP, as Cloud Tasks would (headers and a
+token), from 32 concurrent senders, after an unmeasured warm-up of 100 orders
+(the emulator is a JVM). Then, in the same run and at the same
+concurrency, it measures the emulator's raw ceiling: one read-modify-write
+transaction per task on distinct documents. The last line of stdout is one JSON
+object: tasks/s, p50/p99 latency (ms), the ceiling and the ratio.
+
+    .venv/bin/python bench/worker.py [--orders 400] [--concurrency 32]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import requests
+from google.cloud import firestore
+from requests.adapters import HTTPAdapter
+
+from localcloud.firestore_emulator import FirestoreEmulator
+from localcloud.oidc import LocalIssuer
+from localcloud.processes import ManagedProcess, free_port, http_ok
+from localcloud.seed import seed
+from localcloud.warehouse import WarehouseReceiver
+from orders.contract import TaskPayload
+from orders.schema import ACTIONS, ORDERS
+
+QUEUE = "bench-queue"
+WARMUP_ORDERS = 100  # delivered first and not measured
+INVOKER = "bench-invoker@bench.iam.gserviceaccount.com"
+
+
+def timed_run(
+    work: Callable[[int], None], count: int, concurrency: int
+) -> tuple[float, list[float]]:
+    """Run ``work(i)`` for i < count on ``concurrency`` threads; return seconds and latencies."""
+    latencies = [0.0] * count  # by task index
+
+    def one(i: int) -> None:
+        start = time.perf_counter()
+        work(i)
+        latencies[i] = time.perf_counter() - start
+
+    started = time.perf_counter()
+    with ThreadPoolExecutor(concurrency) as pool:
+        list(pool.map(one, range(count)))
+    return time.perf_counter() - started, latencies
+
+
+def percentile_ms(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return round(1000 * ordered[min(len(ordered) - 1, int(q * len(ordered)))], 1)
+
+
+def bench_worker(project: str, orders: int, concurrency: int, log_dir: Path) -> dict[str, float]:
+    db = firestore.Client(project=project)
+    every = seed(db, orders + WARMUP_ORDERS)
+    warmup, ids = every[:WARMUP_ORDERS], every[WARMUP_ORDERS:]
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    with LocalIssuer() as issuer, WarehouseReceiver() as warehouse:
+        env = {
+            **os.environ,
+            "GOOGLE_CLOUD_PROJECT": project,
+            "WORKER_URL": url,
+            "TASKS_QUEUE": QUEUE,
+            "TASKS_INVOKER_EMAIL": INVOKER,
+            "AUTH_ISSUERS": issuer.issuer_url,
+            "AUTH_CERTS_URL": issuer.certs_url,
+            "WAREHOUSE_URL": warehouse.url,
+            "LOG_LEVEL": "WARNING",
+        }
+        argv = [
+            sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{port}",
+            "--workers", "2", "--threads", "16", "worker.app:create_app()",
+        ]  # fmt: skip
+        worker = ManagedProcess("worker", argv, log_dir / "worker.log", env)
+        worker.start()
+        try:
+            worker.wait_until(lambda: http_ok(f"{url}/healthz"), 60)
+            warm = [TaskPayload(o, a, 0, "bench") for a in ACTIONS for o in warmup]
+            tasks = [TaskPayload(o, a, 0, "bench") for a in ACTIONS for o in ids]
+            session = requests.Session()
+            session.mount("http://", HTTPAdapter(pool_maxsize=concurrency))
+            token = issuer.mint(url, INVOKER)
+            failures: list[str] = []
+
+            def send(task: TaskPayload, i: int) -> None:
+                answer = session.post(
+                    f"{url}/tasks",
+                    data=task.to_json(),
+                    headers={
+                        "Content-Type": "application/json",
+                        "Authorization": f"Bearer {token}",
+                        "X-CloudTasks-QueueName": QUEUE,
+                        "X-CloudTasks-TaskName": f"bench-{i}",
+                        "X-CloudTasks-TaskRetryCount": "0",
+                        "X-CloudTasks-TaskExecutionCount": "0",
+                    },
+                    timeout=60,
+                )
+                if answer.status_code != 200 or answer.json().get("outcome") != "done":
+                    failures.append(f"{answer.status_code} {answer.text[:200]}")
+
+            # Warm up the emulator's JIT, the channels and the thread pools first.
+            timed_run(lambda i: send(warm[i], i), len(warm), concurrency)
+            seconds, latencies = timed_run(lambda i: send(tasks[i], i), len(tasks), concurrency)
+            for action in ACTIONS:
+                mine = [
+                    lat for lat, task in zip(latencies, tasks, strict=True) if task.action == action
+                ]
+                print(f"  {action}: p50 {percentile_ms(mine, 0.5)} ms", file=sys.stderr)
+        finally:
+            worker.stop()
+        completed = sum(
+            1 for doc in db.collection(ORDERS).stream() if doc.get("status") == "completed"
+        )
+        expected = orders + WARMUP_ORDERS
+        notified = warehouse.summary()["notifications"]
+        if failures or completed != expected or notified != expected:
+            raise SystemExit(f"bench run was wrong: {failures[:3]}, {completed} completed")
+    return {
+        "tasks": len(tasks),
+        "tasks_per_s": round(len(tasks) / seconds, 1),
+        "p50_ms": percentile_ms(latencies, 0.50),
+        "p99_ms": percentile_ms(latencies, 0.99),
+    }
+
+
+def bench_ceiling(project: str, count: int, concurrency: int) -> dict[str, float]:
+    db = firestore.Client(project=project)
+    refs = [db.collection("ceiling").document(f"doc-{i:06d}") for i in range(count)]
+    batch = db.batch()
+    for i, ref in enumerate(refs):
+        batch.set(ref, {"value": 0})
+        if i % 400 == 399:
+            batch.commit()
+            batch = db.batch()
+    batch.commit()
+
+    def read_modify_write(i: int) -> None:
+        @firestore.transactional
+        def bump(transaction: firestore.Transaction) -> None:
+            snapshot = refs[i].get(transaction=transaction)
+            transaction.update(refs[i], {"value": snapshot.get("value") + 1})
+
+        bump(db.transaction())
+
+    seconds, latencies = timed_run(read_modify_write, count, concurrency)
+    return {
+        "ceiling_tasks_per_s": round(count / seconds, 1),
+        "ceiling_p50_ms": percentile_ms(latencies, 0.50),
+        "ceiling_p99_ms": percentile_ms(latencies, 0.99),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--orders", type=int, default=400, help="orders (3 tasks each)")
+    parser.add_argument("--concurrency", type=int, default=32, help="concurrent deliveries")
+    args = parser.parse_args()
+    emulator: FirestoreEmulator | None = None
+    log_dir = Path(tempfile.mkdtemp(prefix="bench-worker-"))
+    if not os.environ.get("FIRESTORE_EMULATOR_HOST"):
+        emulator = FirestoreEmulator(log_dir=log_dir)
+        emulator.start()
+        os.environ["FIRESTORE_EMULATOR_HOST"] = emulator.host_port
+    try:
+        run = uuid.uuid4().hex[:8]
+        worker = bench_worker(f"bench-w-{run}", args.orders, args.concurrency, log_dir)
+        print(f"worker: {worker}", file=sys.stderr)
+        ceiling = bench_ceiling(f"bench-c-{run}", worker["tasks"], args.concurrency)
+        print(f"ceiling: {ceiling}", file=sys.stderr)
+    except BaseException:
+        print(f"the logs are kept in {log_dir}", file=sys.stderr)
+        raise
+    finally:
+        if emulator is not None:
+            emulator.stop()
+    shutil.rmtree(log_dir, ignore_errors=True)
+    result = {
+        "concurrency": args.concurrency,
+        **worker,
+        **ceiling,
+        "ratio": round(worker["tasks_per_s"] / ceiling["ceiling_tasks_per_s"], 2),
+    }
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,56 @@
+"""Worker settings and Cloud Tasks header parsing: pure logic."""
+
+from __future__ import annotations
+
+import pytest
+
+from orders.auth import GOOGLE_CERTS_URL, GOOGLE_ISSUERS
+from orders.errors import SettingsError
+from worker.config import WorkerConfig
+from worker.delivery import Delivery
+from worker.errors import BadDeliveryError, ForeignQueueError
+
+
+def test_defaults_verify_the_queue_invoker_for_the_worker_url() -> None:
+    config = WorkerConfig.from_env({"GOOGLE_CLOUD_PROJECT": "p", "WORKER_URL": "https://w.run.app"})
+    auth = config.auth_settings
+    assert auth.audience == "https://w.run.app"
+    assert auth.allowed_emails == {"tasks-invoker@p.iam.gserviceaccount.com"}
+    assert (auth.issuers, auth.certs_url, auth.disabled) == (
+        GOOGLE_ISSUERS,
+        GOOGLE_CERTS_URL,
+        False,
+    )
+    assert config.lease_s == 90.0  # the 60 s dispatch deadline and a margin
+    assert (config.max_attempts, config.mailer_url) == (100, "")
+
+
+def test_the_lease_must_outlive_the_dispatch_deadline() -> None:
+    env = {"TASKS_DISPATCH_DEADLINE_SECONDS": "120", "WORKER_LEASE_SECONDS": "100"}
+    with pytest.raises(SettingsError, match="WORKER_LEASE_SECONDS"):
+        WorkerConfig.from_env(env)
+    assert WorkerConfig.from_env({**env, "WORKER_LEASE_SECONDS": "150"}).lease_s == 150.0
+    with pytest.raises(SettingsError, match="TASKS_MAX_ATTEMPTS"):
+        WorkerConfig.from_env({"TASKS_MAX_ATTEMPTS": "0"})
+    assert WorkerConfig.from_env({"TASKS_MAX_ATTEMPTS": "-1"}).max_attempts == -1
+
+
+def test_delivery_headers() -> None:
+    headers = {
+        "X-CloudTasks-QueueName": "q",
+        "X-CloudTasks-TaskName": "abc",
+        "X-CloudTasks-TaskRetryCount": "4",
+        "X-CloudTasks-TaskExecutionCount": "2",
+        "X-CloudTasks-TaskRetryReason": "HTTP 503",
+    }
+    delivery = Delivery.from_headers(headers, "q")
+    assert (delivery.task_name, delivery.retry_count, delivery.execution_count) == ("abc", 4, 2)
+    assert delivery.retry_reason == "HTTP 503"
+    assert delivery.is_last_attempt(5) and not delivery.is_last_attempt(6)
+    assert not delivery.is_last_attempt(-1)
+    with pytest.raises(ForeignQueueError):
+        Delivery.from_headers(headers, "other")
+    with pytest.raises(ForeignQueueError):
+        Delivery.from_headers({}, "q")
+    with pytest.raises(BadDeliveryError):
+        Delivery.from_headers({**headers, "X-CloudTasks-TaskRetryCount": "-1"}, "q")

@@ -1,0 +1,30 @@
+"""``update_inventory``: take the order's quantities off ``inventory/{sku}``, stock checked."""
+
+from __future__ import annotations
+
+from orders.schema import INVENTORY
+from worker.actions.base import ActionContext, order_items
+from worker.errors import PermanentTaskError
+
+
+def update_inventory(ctx: ActionContext) -> None:
+    """Decrement each sku's ``stock`` in the commit that marks the action done.
+
+    The stock is read, checked and written with a precondition on the update
+    time read: a concurrent change refuses the commit and the action runs again
+    on fresh stock. Too little stock (or an unknown sku) is a permanent failure.
+    """
+    wanted = order_items(ctx)
+    refs = [ctx.client.collection(INVENTORY).document(sku) for sku in sorted(wanted)]
+    snapshots = {snap.id: snap for snap in ctx.client.get_all(refs, **ctx.rpc)}
+    for ref in refs:
+        snapshot = snapshots.get(ref.id)
+        if snapshot is None or not snapshot.exists:
+            raise PermanentTaskError(f"sku {ref.id!r} of order {ctx.payload.order_id} is unknown")
+        stock = snapshot.get("stock")
+        if not isinstance(stock, int) or stock < wanted[ref.id]:
+            raise PermanentTaskError(
+                f"insufficient stock of {ref.id!r} for order {ctx.payload.order_id}: "
+                f"{wanted[ref.id]} wanted, {stock} in stock"
+            )
+        ctx.writes.update(ref, {"stock": stock - wanted[ref.id]}, option=ctx.precondition(snapshot))

@@ -1,0 +1,178 @@
+"""The per-(order, action) ledger: claims with a lease, then done or failed, exactly once.
+
+``orders/{orderId}/ledger/{action}`` is created by the first delivery as a
+*claim* (must-not-exist precondition) that lives for the lease. While the claim
+is live, another delivery is told to come back later (503 with ``Retry-After``);
+once the entry is ``done`` (or ``failed``) every delivery is answered at once.
+A claim whose lease has passed, left by a delivery that crashed or was
+abandoned, is taken over with a precondition on the update time read, so two
+deliveries never both take it. Every later write of the owner (done, failed,
+release) carries a precondition on the update time of its own claim: a
+delivery that lost its claim can change nothing.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+from google.api_core import exceptions as gexc
+from google.cloud import firestore
+
+from orders.contract import TaskPayload
+from worker.delivery import Delivery
+from worker.errors import ClaimHeldError, TransientTaskError
+
+CLAIM_ATTEMPTS = 5  # reads and writes of one claim before answering 503
+
+
+class LedgerState(StrEnum):
+    """State of a ledger entry."""
+
+    CLAIMED = "claimed"
+    DONE = "done"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A live claim this delivery holds: the precondition of its later writes."""
+
+    ref: firestore.DocumentReference
+    claim_id: str
+    update_time: Any  # the claim write's update time (a protobuf Timestamp)
+    attempts: int
+
+
+@dataclass(frozen=True)
+class Settled:
+    """An entry that is already ``done`` or ``failed`` (with its recorded reason)."""
+
+    state: LedgerState
+    error: str = ""
+
+
+class Ledger:
+    """Claims, finishes, fails and releases ledger entries with one Firestore client."""
+
+    def __init__(self, client: firestore.Client, lease_s: float, rpc: dict[str, Any]) -> None:
+        """Claims live ``lease_s`` seconds; ``rpc`` holds the retry and timeout of each call."""
+        self._client = client
+        self._lease_s = lease_s
+        self._rpc = rpc
+
+    def claim(
+        self,
+        ref: firestore.DocumentReference,
+        claim_id: str,
+        payload: TaskPayload,
+        delivery: Delivery,
+    ) -> Claim | Settled:
+        """Claim the entry for ``claim_id``, or tell that it is settled.
+
+        Raises :class:`ClaimHeldError` when another delivery's claim is live.
+        """
+        try:
+            result = ref.create(self._claim_fields(claim_id, payload, delivery, 1), **self._rpc)
+            return Claim(ref, claim_id, result.update_time, 1)
+        except gexc.AlreadyExists:
+            pass
+        for _ in range(CLAIM_ATTEMPTS):
+            snapshot = ref.get(**self._rpc)
+            if not snapshot.exists:  # released meanwhile
+                try:
+                    result = ref.create(
+                        self._claim_fields(claim_id, payload, delivery, 1), **self._rpc
+                    )
+                    return Claim(ref, claim_id, result.update_time, 1)
+                except gexc.AlreadyExists:
+                    continue
+            entry = snapshot.to_dict() or {}
+            state = entry.get("state")
+            if state in (LedgerState.DONE, LedgerState.FAILED):
+                return Settled(LedgerState(state), str(entry.get("error", "")))
+            attempts = int(entry.get("attempts", 0)) + 1
+            if entry.get("claimId") == claim_id:
+                return Claim(ref, claim_id, snapshot.update_time, attempts - 1)
+            remaining_s = _remaining_s(entry.get("leaseUntil"))
+            if remaining_s > 0:
+                raise ClaimHeldError(
+                    f"another delivery ({entry.get('taskName', '?')}, claim "
+                    f"{entry.get('claimId', '?')}) holds the action for {remaining_s:.1f} s more",
+                    retry_after_s=max(1, math.ceil(remaining_s)),
+                )
+            fields = self._claim_fields(claim_id, payload, delivery, attempts)
+            fields["takenOverFrom"] = entry.get("claimId", "")
+            option = self._client.write_option(last_update_time=snapshot.update_time)
+            try:
+                result = ref.update(fields, option=option, **self._rpc)
+            except gexc.FailedPrecondition:
+                continue  # another delivery took it over first: look again
+            return Claim(ref, claim_id, result.update_time, attempts)
+        raise TransientTaskError(f"ledger entry {ref.path} kept changing while being claimed")
+
+    def holds(self, claim: Claim) -> bool:
+        """Tell whether ``claim`` is still this delivery's (not taken over after its lease)."""
+        entry = claim.ref.get(**self._rpc).to_dict() or {}
+        return bool(
+            entry.get("state") == LedgerState.CLAIMED.value
+            and entry.get("claimId") == claim.claim_id
+        )
+
+    def finish(self, writes: firestore.WriteBatch, claim: Claim) -> None:
+        """Add to ``writes`` the update that marks the claimed entry done.
+
+        The entry already names the delivery (task name, retry and execution
+        counts): the claim wrote them.
+        """
+        writes.update(
+            claim.ref,
+            {"state": LedgerState.DONE.value, "completedAt": firestore.SERVER_TIMESTAMP},
+            option=self._client.write_option(last_update_time=claim.update_time),
+        )
+
+    def fail(self, writes: firestore.WriteBatch, claim: Claim, reason: str) -> None:
+        """Add to ``writes`` the update that marks the claimed entry failed for ``reason``."""
+        writes.update(
+            claim.ref,
+            {
+                "state": LedgerState.FAILED.value,
+                "error": reason,
+                "failedAt": firestore.SERVER_TIMESTAMP,
+            },
+            option=self._client.write_option(last_update_time=claim.update_time),
+        )
+
+    def release(self, claim: Claim) -> bool:
+        """Delete the claim (still ours) so a retry need not wait for the lease; never raises."""
+        option = self._client.write_option(last_update_time=claim.update_time)
+        try:
+            claim.ref.delete(option=option, **self._rpc)
+        except gexc.GoogleAPICallError:
+            return False  # it expires with its lease
+        return True
+
+    def _claim_fields(
+        self, claim_id: str, payload: TaskPayload, delivery: Delivery, attempts: int
+    ) -> dict[str, Any]:
+        lease_until = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=self._lease_s)
+        return {
+            "state": LedgerState.CLAIMED.value,
+            "claimId": claim_id,
+            "leaseUntil": lease_until,
+            "claimedAt": firestore.SERVER_TIMESTAMP,
+            "attempts": attempts,
+            "generation": payload.generation,
+            "runId": payload.run_id,
+            **delivery.log_fields(),
+        }
+
+
+def _remaining_s(lease_until: Any) -> float:
+    """Return the seconds left on a lease (0 or less when it has passed or is unreadable)."""
+    if not isinstance(lease_until, dt.datetime):
+        return 0.0
+    return (lease_until - dt.datetime.now(dt.UTC)).total_seconds()
