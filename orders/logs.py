@@ -21,7 +21,7 @@ from typing import Any, TextIO
 # Attributes every LogRecord has; anything else came in through ``extra=`` and is logged.
 _STANDARD = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
 # Extras that become Cloud Logging labels (searchable, indexed) instead of payload fields.
-LABELS = ("runId", "orderId", "action", "taskName", "retryCount", "executionCount")
+LABELS = ("runId", "orderId", "action", "cloudTaskName", "retryCount", "executionCount")
 TRACE = "logging.googleapis.com/trace"
 SPAN = "logging.googleapis.com/spanId"
 SAMPLED = "logging.googleapis.com/trace_sampled"

@@ -13,11 +13,9 @@ from fanout.config import FanoutConfig
 from fanout.marking import mark_queued
 from localcloud.tasks.server import TasksEmulator
 from orders.schema import INVENTORY, ORDERS, OUTBOX
-from orders.settings import CloudSettings
 from tests.conftest import seed_orders
 from tests.fanout_support import make_cloud, scheduler_headers, served_fanout
 from tests.receiver import Receiver, wait_for
-from tests.servers import ServerThread
 from tests.worker_setup import queue_worker
 
 

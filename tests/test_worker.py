@@ -72,7 +72,7 @@ def test_a_redelivered_task_changes_the_order_once(db: firestore.Client, worker:
     assert order(db, order_id)["status"] == "pending"  # two actions are still to do
     entry = ledger(db, order_id, "send_confirmation")
     assert entry is not None and entry["state"] == "done"
-    assert (entry["taskName"], entry["queueName"], entry["retryCount"]) == ("task-1", QUEUE, 0)
+    assert (entry["cloudTaskName"], entry["queueName"], entry["retryCount"]) == ("task-1", QUEUE, 0)
     assert entry["executionCount"] == 0
     outbox = [doc.to_dict() for doc in db.collection(OUTBOX).stream()]
     assert len(outbox) == 1 and outbox[0]["state"] == "pending"  # no mailer: left for a relay
@@ -231,7 +231,7 @@ def test_hopeless_tasks_are_dead_lettered_and_acknowledged(
     assert answer.status_code == 200
     assert answer.json()["outcome"] == "rejected" and reason in answer.json()["error"]
     (letter,) = [doc.to_dict() for doc in db.collection(DEAD_LETTERS).stream()]
-    assert reason in letter["reason"] and letter["taskName"] == "task-1"
+    assert reason in letter["reason"] and letter["cloudTaskName"] == "task-1"
 
 
 def test_cancelled_orders_and_short_stock_fail_for_good(

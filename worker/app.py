@@ -26,7 +26,7 @@ from orders.auth import CallerVerifier, build_verifier
 from orders.clients import firestore_client
 from orders.contract import TaskPayload
 from orders.errors import AuthError, PayloadError
-from orders.logs import configure_logging
+from orders.logs import TraceMiddleware, configure_logging
 from worker.config import WorkerConfig
 from worker.delivery import Delivery
 from worker.errors import (
@@ -48,6 +48,7 @@ def create_app(config: WorkerConfig | None = None) -> Flask:
     config = config or WorkerConfig.from_env()
     configure_logging(config.log_level)
     app = Flask(__name__)
+    app.wsgi_app = TraceMiddleware(app.wsgi_app, config.cloud.project)  # type: ignore[method-assign]
     app.config["MAX_CONTENT_LENGTH"] = config.max_body_bytes
     performer = Performer(firestore_client(config.cloud), config)
     verifier = build_verifier(config.auth_settings, "worker")

@@ -61,7 +61,7 @@ class Delivery:
         """Return the fields every log line and ledger entry of this delivery carries."""
         return {
             "queueName": self.queue_name,
-            "taskName": self.task_name,
+            "cloudTaskName": self.task_name,  # not taskName: LogRecord has one (3.12+)
             "retryCount": self.retry_count,
             "executionCount": self.execution_count,
         }

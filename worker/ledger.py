@@ -100,7 +100,7 @@ class Ledger:
             remaining_s = _remaining_s(entry.get("leaseUntil"))
             if remaining_s > 0:
                 raise ClaimHeldError(
-                    f"another delivery ({entry.get('taskName', '?')}, claim "
+                    f"another delivery ({entry.get('cloudTaskName', '?')}, claim "
                     f"{entry.get('claimId', '?')}) holds the action for {remaining_s:.1f} s more",
                     retry_after_s=max(1, math.ceil(remaining_s)),
                 )
