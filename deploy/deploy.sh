@@ -43,6 +43,18 @@ FANOUT_SA="fanout@$SA_DOMAIN"             # runs the fanout service
 WORKER_SA="worker@$SA_DOMAIN"             # runs the worker service
 TASKS_SA="tasks-invoker@$SA_DOMAIN"       # in every task's OIDC token
 SCHEDULER_SA="scheduler-invoker@$SA_DOMAIN"  # in the Scheduler job's OIDC token
+# Values the services must agree on with the files that configure their callers.
+flag_value() { sed -n "s/^$1: *\"\{0,1\}\([0-9]*\).*/\1/p" "$2"; }
+ATTEMPT_DEADLINE_S="$(flag_value --attempt-deadline "$ROOT/scheduler.yaml")"
+MAX_ATTEMPTS="$(flag_value --max-attempts "$HERE/queue.yaml")"
+WAREHOUSE_URL="${WAREHOUSE_URL:-}"
+if [[ -z "$WAREHOUSE_URL" ]]; then
+  if ! $DRY_RUN; then
+    echo "deploy.sh: set WAREHOUSE_URL to the warehouse's notification endpoint" >&2
+    exit 2
+  fi
+  WAREHOUSE_URL='${WAREHOUSE_URL}'  # the plan shows where it goes
+fi
 G=(gcloud --project="$PROJECT" --quiet)
 
 # Print the command; run it unless this is a dry run.
@@ -106,12 +118,12 @@ COMMON_ENV="GOOGLE_CLOUD_PROJECT=$PROJECT,TASKS_LOCATION=$REGION,TASKS_QUEUE=$QU
 COMMON_ENV="$COMMON_ENV,TASKS_INVOKER_EMAIL=$TASKS_SA,WORKER_URL=$WORKER_URL"
 run "${G[@]}" run deploy order-worker --image="$IMAGE" --region="$REGION" \
   --service-account="$WORKER_SA" --no-allow-unauthenticated --timeout=300 \
-  --set-env-vars="SERVICE=worker,$COMMON_ENV"
+  --set-env-vars="SERVICE=worker,$COMMON_ENV,TASKS_MAX_ATTEMPTS=$MAX_ATTEMPTS,WAREHOUSE_URL=$WAREHOUSE_URL"
 
 echo "# 6. The fanout (private: only Scheduler's and the continuation account may call it)"
 run "${G[@]}" run deploy order-fanout --image="$IMAGE" --region="$REGION" \
   --service-account="$FANOUT_SA" --no-allow-unauthenticated --timeout=300 \
-  --set-env-vars="SERVICE=fanout,$COMMON_ENV,FANOUT_URL=$FANOUT_URL,SCHEDULER_INVOKER_EMAIL=$SCHEDULER_SA,FANOUT_CONTINUATION_QUEUE=$CONTINUATION_QUEUE"
+  --set-env-vars="SERVICE=fanout,$COMMON_ENV,FANOUT_URL=$FANOUT_URL,SCHEDULER_INVOKER_EMAIL=$SCHEDULER_SA,FANOUT_CONTINUATION_QUEUE=$CONTINUATION_QUEUE,FANOUT_ATTEMPT_DEADLINE_SECONDS=$ATTEMPT_DEADLINE_S"
 
 echo "# 7. Who may do what"
 run "${G[@]}" run services add-iam-policy-binding order-worker --region="$REGION" \

@@ -23,7 +23,7 @@ from werkzeug.exceptions import HTTPException
 from fanout.config import FanoutConfig
 from fanout.continuation import CONTINUE_PATH, ContinuationRequest
 from fanout.enqueue import Enqueuer
-from fanout.errors import FanoutError, LeaseHeldError, RunNotFoundError
+from fanout.errors import FanoutError, LeaseHeldError
 from fanout.ratecap import CreationRateCap
 from fanout.run import FanoutRunner
 from orders.auth import AuthSettings, CallerVerifier, build_verifier
@@ -67,9 +67,7 @@ def fanout_auth_settings(config: FanoutConfig) -> AuthSettings:
     return settings
 
 
-def create_app(
-    config: FanoutConfig | None = None, auth: AuthSettings | None = None
-) -> Flask:
+def create_app(config: FanoutConfig | None = None, auth: AuthSettings | None = None) -> Flask:
     """Build the fanout app; its Firestore and Cloud Tasks clients are built once, here."""
     config = config or FanoutConfig.from_env()
     configure_logging(config.log_level)
@@ -98,6 +96,7 @@ def create_app(
 
     @app.post(CONTINUE_PATH)
     def continue_run() -> Response | tuple[Response, int, dict[str, str]]:
+        """Run the next segment; a continuation that can never work is acknowledged."""
         _verify(verifier)
         try:
             work = ContinuationRequest.from_json(request.get_data())
@@ -106,10 +105,10 @@ def create_app(
             retry_s = str(math.ceil(config.lease_s))
             body = jsonify(error="Lease Held", message=str(exc))
             return body, 503, {"Retry-After": retry_s}
-        except RunNotFoundError as exc:
-            return _error(404, "Run Not Found", str(exc))
-        except FanoutError as exc:
-            return _error(400, "Bad Continuation", str(exc))
+        except FanoutError as exc:  # malformed, or a run that does not exist
+            # Acknowledged: the queue retries any other answer, and this one can never work.
+            log.error("continuation rejected: %s", exc)
+            return jsonify(outcome="rejected", error=str(exc))
         return jsonify(summary.to_dict())
 
     @app.errorhandler(AuthError)
@@ -121,6 +120,12 @@ def create_app(
     def http_error(exc: HTTPException) -> tuple[Response, int]:
         return jsonify(error=exc.name, message=exc.description), exc.code or 500
 
+    @app.errorhandler(Exception)
+    def unexpected(exc: Exception) -> tuple[Response, int]:
+        log.exception("fan-out failed: %r", exc, extra={"path": request.path})
+        message = f"{type(exc).__name__}: {exc}; the run record has the details"
+        return jsonify(error="Internal Server Error", message=message), 500
+
     return app
 
 
@@ -131,6 +136,3 @@ def _verify(verifier: CallerVerifier | None) -> None:
         log.info("caller verified", extra={"caller": caller.email, "path": request.path})
 
 
-def _error(status: int, name: str, message: str) -> tuple[Response, int, dict[str, str]]:
-    log.error("%s: %s", name, message)
-    return jsonify(error=name, message=message), status, {}

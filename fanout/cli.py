@@ -1,8 +1,10 @@
 """The ``fanout`` command: backfills by hand, and triggering a deployed fanout service.
 
 Exit status: 0 when every selected order was handled, 1 when any order failed
-(or the service answered with an error), 2 for bad arguments or settings, 3 when
-another run holds the fan-out lease or the run to resume does not exist.
+(or the service answered with an error, or Firestore or Cloud Tasks could not be
+reached), 2 for bad arguments or settings, 3 when another run holds the fan-out
+lease or the run to resume does not exist, 4 when the run stopped at its time
+budget with orders left (continue it with ``--resume RUN_ID``).
 """
 
 from __future__ import annotations
@@ -14,18 +16,21 @@ import sys
 from typing import Any
 
 import click
+from google.api_core.exceptions import GoogleAPIError
 
 from fanout.config import FanoutConfig
 from fanout.errors import FanoutError, LeaseHeldError, RunNotFoundError
 from fanout.params import Duration, Instant
+from fanout.run import FanoutRunner
 from fanout.selection import SELECTABLE, Selection
-from fanout.summary import RunSummary
+from fanout.summary import RunState, RunSummary
 from orders.errors import SettingsError
 from orders.progress import Progress
 from orders.schema import ACTIONS, OrderStatus
 
 EXIT_FAILED = 1
 EXIT_BLOCKED = 3
+EXIT_UNFINISHED = 4
 TRIGGER_TIMEOUT_S = 1800.0  # the longest a deployed fan-out call may take, seconds
 
 
@@ -122,26 +127,61 @@ def backfill(
         )
     except (SettingsError, FanoutError) as exc:
         raise click.UsageError(str(exc)) from None
-    if resume_id and (dry_run or redrive_after or since or until):
+    if resume_id and (dry_run or redrive_after or since or until or _chosen("statuses", "actions")):
         raise click.UsageError("--resume continues a run with its own selection; drop the others")
     config = dataclasses.replace(config, page_size=page_size)
     runner = build_runner(config)
-    total = 0 if resume_id else runner.count(selection)
-    progress = Progress(total, "orders", sys.stderr)
     try:
-        if dry_run:
-            summary = runner.dry_run(selection, on_page=lambda s: progress.update(s.orders))
-        elif resume_id:
-            summary = runner.resume(resume_id, budget_s=time_budget or 0, on_page=_show(progress))
-        else:
-            summary = runner.run("backfill", selection, time_budget or 0, _show(progress))
+        summary = _backfill(runner, selection, resume_id, dry_run, time_budget)
     except (LeaseHeldError, RunNotFoundError) as exc:
-        progress.close()
         click.echo(f"Error: {exc}", err=True)
         sys.exit(EXIT_BLOCKED)
-    progress.close()
+    except (GoogleAPIError, ValueError) as exc:  # Firestore or Cloud Tasks unreachable, bad id
+        click.echo(f"Error: {exc}", err=True)
+        sys.exit(EXIT_FAILED)
     click.echo(json.dumps(summary.to_dict()) if as_json else format_summary(summary))
-    sys.exit(EXIT_FAILED if summary.failed else 0)
+    sys.exit(exit_status(summary))
+
+
+def _backfill(
+    runner: FanoutRunner,
+    selection: Selection,
+    resume_id: str | None,
+    dry_run: bool,
+    time_budget: float | None,
+) -> RunSummary:
+    """Run what the options ask for, showing progress on stderr."""
+    if resume_id:
+        record = runner.records.load(resume_id)
+        selection = Selection.from_record(record.get("selection") or {})
+    progress = Progress(runner.count(selection), "orders", sys.stderr)
+    show = _show(progress)
+    try:
+        if dry_run:
+            return runner.dry_run(selection, on_page=show)
+        if resume_id:
+            return runner.resume(resume_id, budget_s=time_budget or 0, on_page=show)
+        return runner.run("backfill", selection, time_budget or 0, show)
+    finally:
+        progress.close()
+
+
+def exit_status(summary: RunSummary) -> int:
+    """Return the command's exit status for a run's summary (see the module docstring)."""
+    if summary.state == RunState.SKIPPED.value:
+        return EXIT_BLOCKED
+    if summary.failed:
+        return EXIT_FAILED
+    if summary.state in (RunState.STOPPED.value, RunState.CONTINUING.value):
+        return EXIT_UNFINISHED
+    return 0
+
+
+def _chosen(*names: str) -> bool:
+    """Tell whether any of these options was given (on the command line or by variable)."""
+    context = click.get_current_context()
+    defaults = (click.core.ParameterSource.DEFAULT, None)
+    return any(context.get_parameter_source(name) not in defaults for name in names)
 
 
 def _show(progress: Progress) -> Any:
@@ -177,6 +217,9 @@ def status(run_id: str | None) -> None:
     except RunNotFoundError as exc:
         click.echo(f"Error: {exc}", err=True)
         sys.exit(EXIT_BLOCKED)
+    except (GoogleAPIError, ValueError) as exc:
+        click.echo(f"Error: {exc}", err=True)
+        sys.exit(EXIT_FAILED)
 
 
 @main.command("run")
@@ -206,10 +249,16 @@ def run_remote(url: str, token: str | None, as_json: bool) -> None:
     if answer.status_code != 200:
         click.echo(f"Error: {url}/fanout answered {answer.status_code}: {answer.text}", err=True)
         sys.exit(EXIT_FAILED)
-    data = answer.json()
-    summary = RunSummary(**data)
+    try:
+        data = answer.json()
+        summary = RunSummary(**data)
+    except (ValueError, TypeError):
+        click.echo(
+            f"Error: {url}/fanout answered 200 without a run summary: {answer.text}", err=True
+        )
+        sys.exit(EXIT_FAILED)
     click.echo(json.dumps(data) if as_json else format_summary(summary))
-    sys.exit(EXIT_FAILED if summary.failed else 0)
+    sys.exit(exit_status(summary))
 
 
 def _fetch_id_token(audience: str) -> str:

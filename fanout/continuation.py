@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 from dataclasses import dataclass
 
 from google.api_core import exceptions as gexc
@@ -22,6 +23,7 @@ from fanout.enqueue import RETRYABLE
 from fanout.errors import FanoutError
 
 CONTINUE_PATH = "/fanout/continue"
+RUN_ID = re.compile(r"[0-9A-Za-z_-]{1,100}")
 
 
 @dataclass(frozen=True)
@@ -45,7 +47,7 @@ class ContinuationRequest:
         if not isinstance(data, dict):
             raise FanoutError("continuation body must be an object with runId and segment")
         run_id, segment = data.get("runId"), data.get("segment")
-        if not isinstance(run_id, str) or not run_id:
+        if not isinstance(run_id, str) or not RUN_ID.fullmatch(run_id):
             raise FanoutError(f"continuation field 'runId' must be a run id, got {run_id!r}")
         if isinstance(segment, bool) or not isinstance(segment, int) or segment < 1:
             raise FanoutError(f"continuation field 'segment' must be 1 or more, got {segment!r}")

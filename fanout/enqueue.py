@@ -10,6 +10,7 @@ being sent, and an optional :class:`CreationRateCap` paces the creations.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -29,6 +30,8 @@ log = logging.getLogger(__name__)
 BATCH_LIMIT = 100  # requests per BatchCreateTasks call, the API's maximum
 MAX_TASK_BYTES = 1024 * 1024  # Cloud Tasks' maximum task size, 1 MB
 SINGLE_CREATES_PER_BATCH = 8  # CreateTask calls in flight per batch slot, in the fallback
+REQUEST_RETRIES = 4  # rounds a request that failed with a retryable code is sent again
+REQUEST_BACKOFF_S = 0.2  # seconds before the first such round; doubles each round
 
 RETRYABLE = gretry.if_exception_type(
     gexc.ServiceUnavailable,
@@ -71,7 +74,7 @@ class PendingCreation:
         for indexes, call in self._calls:
             for i, result in zip(indexes, call.result(), strict=True):
                 self._results[i] = result
-        return [r or CreateResult(Created.FAILED, "not sent") for r in self._results]
+        return [r or _NOT_SENT for r in self._results]
 
 
 class Enqueuer:
@@ -147,9 +150,33 @@ class Enqueuer:
         return list(self._singles.map(self._create_one, chunk))
 
     def _create_batch(self, chunk: Sequence[tasks_v2.Task]) -> list[CreateResult]:
+        """Create ``chunk`` in one call; requests that failed for a passing reason go again.
+
+        A request in ``failed_requests`` with a retryable code (the same codes as a
+        whole call) is sent again in a smaller batch after a backoff, up to
+        REQUEST_RETRIES times; any other per-request code is final.
+        """
+        results: list[CreateResult] = [_NOT_SENT] * len(chunk)
+        todo = list(range(len(chunk)))
+        for round_no in range(REQUEST_RETRIES + 1):
+            if round_no:
+                time.sleep(min(REQUEST_BACKOFF_S * 2 ** (round_no - 1), 5.0))
+            outcomes = self._batch_call([chunk[i] for i in todo])
+            retry = []
+            for i, (outcome, retryable) in zip(todo, outcomes, strict=True):
+                results[i] = outcome
+                if retryable:
+                    retry.append(i)
+            if not retry:
+                break
+            todo = retry
+        return results
+
+    def _batch_call(self, tasks: Sequence[tasks_v2.Task]) -> list[tuple[CreateResult, bool]]:
+        """One BatchCreateTasks call: per task, the result and whether to send it again."""
         # Built on the raw protobuf: the proto-plus wrappers cost more than the call.
         raw = tasks_v2.BatchCreateTasksRequest.pb()(parent=self._queue_path)
-        for task in chunk:
+        for task in tasks:
             one = raw.requests.add()
             one.parent = self._queue_path
             one.task.CopyFrom(tasks_v2.Task.pb(task))
@@ -160,9 +187,10 @@ class Enqueuer:
             )
         except gexc.MethodNotImplemented:
             raise
-        except gexc.GoogleAPICallError as exc:
-            reason = f"BatchCreateTasks failed: {exc}"
-            return [CreateResult(Created.FAILED, reason)] * len(chunk)
+        except (gexc.GoogleAPICallError, gexc.RetryError) as exc:  # RetryError: retries ran out
+            return [(CreateResult(Created.FAILED, f"BatchCreateTasks failed: {exc}"), False)] * len(
+                tasks
+            )
         # Only what the operation reports is trusted: a task counts as created when it is
         # in the response, as deduplicated when its request failed with ALREADY_EXISTS,
         # and as failed otherwise, so its order stays pending for the next run.
@@ -175,15 +203,16 @@ class Enqueuer:
             unknown = f"BatchCreateTasks did not finish: {exc!r}"
         metadata = operation.metadata
         failed = metadata.failed_requests if metadata is not None else {}
-        names = [one.task.name for one in raw.requests]
-        return [
-            _from_status(failed[i])
-            if i in failed
-            else _CREATED
-            if name in created
-            else CreateResult(Created.FAILED, unknown)
-            for i, name in enumerate(names)
-        ]
+        outcomes = []
+        for i, one in enumerate(raw.requests):
+            if i in failed:
+                code = getattr(failed[i], "code", code_pb2.UNKNOWN)
+                outcomes.append((_from_status(failed[i]), code in _RETRYABLE_CODES))
+            elif one.task.name in created:
+                outcomes.append((_CREATED, False))
+            else:
+                outcomes.append((CreateResult(Created.FAILED, unknown), False))
+        return outcomes
 
     def _create_one(self, task: tasks_v2.Task) -> CreateResult:
         try:
@@ -192,13 +221,22 @@ class Enqueuer:
             )
         except gexc.AlreadyExists:
             return _DEDUPLICATED
-        except gexc.GoogleAPICallError as exc:
+        except (gexc.GoogleAPICallError, gexc.RetryError) as exc:
             return CreateResult(Created.FAILED, f"CreateTask failed: {exc}")
         return _CREATED
 
 
 _CREATED = CreateResult(Created.CREATED)
 _DEDUPLICATED = CreateResult(Created.DEDUPLICATED)
+_NOT_SENT = CreateResult(Created.FAILED, "not sent")
+_RETRYABLE_CODES = frozenset(
+    {
+        code_pb2.UNAVAILABLE,
+        code_pb2.RESOURCE_EXHAUSTED,
+        code_pb2.DEADLINE_EXCEEDED,
+        code_pb2.INTERNAL,
+    }
+)
 
 
 def _from_status(status: object) -> CreateResult:

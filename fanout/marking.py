@@ -31,11 +31,12 @@ def mark_queued(
     fanout_fields: dict[str, Any],
     statuses: Collection[str] = (OrderStatus.PENDING.value,),
     generations: Mapping[str, int] | None = None,
+    keep_status: Collection[str] = (),
 ) -> list[str]:
     """Set ``status = queued`` and ``fanout.*`` on each order still in ``statuses``.
 
     ``generations`` gives the task generation stored per order id (default: left
-    as it is).
+    as it is); orders in ``keep_status`` get only the ``fanout`` fields.
 
     Returns the ids of orders that kept changing for MAX_ROUNDS rounds and were
     left as they were (their tasks exist, so the next run deduplicates them).
@@ -44,7 +45,9 @@ def mark_queued(
     for start in range(0, len(orders), BATCH_WRITE_LIMIT):
         chunk = list(orders[start : start + BATCH_WRITE_LIMIT])
         for _ in range(MAX_ROUNDS):
-            changed = _write_round(client, chunk, fanout_fields, statuses, generations or {})
+            changed = _write_round(
+                client, chunk, fanout_fields, statuses, generations or {}, keep_status
+            )
             if not changed:
                 break
             chunk = list(client.get_all(changed))
@@ -59,6 +62,7 @@ def _write_round(
     fanout_fields: dict[str, Any],
     statuses: Collection[str],
     generations: Mapping[str, int],
+    keep_status: Collection[str],
 ) -> list[firestore.DocumentReference]:
     """Write each snapshot's update if it is unchanged; return the refs that had changed."""
     batch = BulkWriteBatch(client)
@@ -72,7 +76,9 @@ def _write_round(
         fanout_update = dict(common)
         if snapshot.id in generations:
             fanout_update["fanout.generation"] = generations[snapshot.id]
-        if order.get("status") in statuses:
+        if order.get("status") in statuses and snapshot.id in keep_status:
+            update = fanout_update
+        elif order.get("status") in statuses:
             update = {"status": OrderStatus.QUEUED.value, **fanout_update}
         elif "runId" not in (order.get("fanout") or {}):  # finished first: still record the run
             update = fanout_update

@@ -10,7 +10,7 @@ from google.cloud import firestore, tasks_v2
 from fanout.selection import Selection
 from orders.contract import TaskPayload, build_task
 from orders.errors import OrdersError
-from orders.schema import action_done
+from orders.schema import ACTIONS, OrderStatus, action_done
 from orders.settings import CloudSettings
 
 
@@ -18,14 +18,18 @@ from orders.settings import CloudSettings
 class PagePlan:
     """The tasks of one page, who owns each, and the orders that could not form a task.
 
-    ``generations`` is the task generation chosen per order (the next one when
-    redriving), which marking stores on the order.
+    ``generations`` is the task generation chosen per order, which marking stores
+    on the order. ``partial`` holds orders with actions left undone that this run
+    does not enqueue (a subset of actions was chosen, or nothing is left to do):
+    they get the run's ``fanout`` record but keep their status, so a later run
+    enqueues the rest.
     """
 
     tasks: list[tasks_v2.Task] = field(default_factory=list)
     owners: list[str] = field(default_factory=list)
     broken: dict[str, str] = field(default_factory=dict)
     generations: dict[str, int] = field(default_factory=dict)
+    partial: set[str] = field(default_factory=set)
 
 
 def plan_page(
@@ -39,19 +43,33 @@ def plan_page(
     for snapshot in orders:
         order = snapshot.to_dict() or {}
         try:
-            generation = current_generation(order) + (1 if selection.redrive else 0)
+            generation = current_generation(order) + (1 if needs_new_names(order, selection) else 0)
+            undone = [action for action in ACTIONS if not action_done(order, action)]
+            chosen = [action for action in undone if action in selection.actions]
             tasks = [
                 build_task(cloud, TaskPayload(snapshot.id, action, generation, run_id))
-                for action in selection.actions
-                if not action_done(order, action)
+                for action in chosen
             ]
         except (OrdersError, ValueError, TypeError, AttributeError) as exc:
             plan.broken[snapshot.id] = f"cannot form its tasks: {exc}"
             continue
+        if not chosen or len(chosen) < len(undone):
+            plan.partial.add(snapshot.id)
         plan.generations[snapshot.id] = generation
         plan.tasks.extend(tasks)
         plan.owners.extend([snapshot.id] * len(tasks))
     return plan
+
+
+def needs_new_names(order: dict[str, Any], selection: Selection) -> bool:
+    """Tell whether the order's tasks need the next generation's names.
+
+    A redrive always does; so does any order fanned out before that is no longer
+    pending (``queued`` or ``failed`` chosen by status), because the names of its
+    earlier tasks stay reserved for about an hour after they finish.
+    """
+    fanned_out = "runId" in (order.get("fanout") or {})
+    return selection.redrive or (fanned_out and order.get("status") != OrderStatus.PENDING.value)
 
 
 def current_generation(order: dict[str, Any]) -> int:

@@ -23,12 +23,13 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
+from google.api_core.exceptions import GoogleAPIError
 from google.cloud import firestore, tasks_v2
 
 from fanout.config import FanoutConfig
-from fanout.continuation import ContinuationRequest, enqueue_continuation
+from fanout.continuation import ContinuationRequest, continuation_task, enqueue_continuation
 from fanout.enqueue import Created, Enqueuer, PendingCreation
-from fanout.errors import LeaseHeldError
+from fanout.errors import FanoutError, LeaseHeldError
 from fanout.lease import RunLease
 from fanout.marking import mark_queued
 from fanout.paging import Page, pages
@@ -95,7 +96,11 @@ class FanoutRunner:
             lease.acquire(0)
         except LeaseHeldError as exc:
             return self._skipped(summary, str(exc))
-        self.records.create(summary.run_id, trigger, selection)
+        try:
+            self.records.create(summary.run_id, trigger, selection)
+        except BaseException:
+            lease.release()
+            raise
         segment = _Segment(
             summary, selection, {}, lease, None, time.monotonic(), self._budget(budget_s)
         )
@@ -110,16 +115,19 @@ class FanoutRunner:
     ) -> RunSummary:
         """Continue run ``run_id`` from its checkpoint as ``segment_no`` (default: the next).
 
-        A continuation names its segment, so a redelivered one that finds the run
-        already past it, or finished, changes nothing. Raises
-        :class:`LeaseHeldError` while another segment or run holds the lease.
+        A continuation names its segment, so a redelivered one that finds that
+        segment completed, or the run finished, changes nothing; one whose segment
+        crashed part-way takes it over from its checkpoint once its lease has
+        expired. Raises :class:`LeaseHeldError` while another segment or run
+        holds the lease.
         """
         record = self.records.load(run_id)
-        number = int(record.get("segment", 0)) + 1 if segment_no is None else segment_no
+        completed = int(record.get("completedSegment", -1))
+        number = completed + 1 if segment_no is None else segment_no
         summary = RunSummary(run_id, str(record.get("trigger", "")), segment=number)
-        if record.get("state") in FINISHED_STATES or int(record.get("segment", 0)) >= number:
+        if record.get("state") in FINISHED_STATES or completed >= number:
             summary.state = str(record.get("state", ""))
-            summary.message = f"run {run_id} is {summary.state} at segment {record.get('segment')}"
+            summary.message = f"run {run_id} is {summary.state}; segment {completed} completed"
             return summary
         lease = RunLease(self.db, run_id, self._config.lease_s)
         lease.acquire(number)
@@ -180,12 +188,13 @@ class FanoutRunner:
             else:
                 state = RunState.FINISHED
                 summary.message = "every selected order was handled"
-        except Exception as exc:
+        except BaseException as exc:  # Ctrl-C in the CLI too: record it, free the lease
             summary.state = RunState.FAILED.value
             summary.message = repr(exc)
             self._end(segment, RunState.FAILED, error=repr(exc))
             raise
-        self._end(segment, state)
+        if state is not RunState.CONTINUING:  # a continuing segment recorded itself already
+            self._end(segment, state)
         log.info(
             "fan-out segment ended: %s",
             summary.message,
@@ -200,28 +209,45 @@ class FanoutRunner:
         return summary
 
     def _end(self, segment: _Segment, state: RunState, **extra: Any) -> None:
+        """Record how the segment ended, then free the lease (unless handed over)."""
         summary = segment.summary
         summary.state = state.value
         summary.seconds = round(time.monotonic() - segment.started, 3)
-        if segment.lease is not None and state is not RunState.CONTINUING:
-            segment.lease.release()
         if summary.continuation:
             extra["continuation"] = summary.continuation
-        self.records.progress(
-            summary, segment.record, segment.checkpoint, state, message=summary.message, **extra
-        )
+        if state is not RunState.FAILED:
+            extra["completedSegment"] = summary.segment
+        try:
+            self.records.progress(
+                summary, segment.record, segment.checkpoint, state, message=summary.message, **extra
+            )
+        finally:
+            if segment.lease is not None and state is not RunState.CONTINUING:
+                segment.lease.release()
 
     def _continue_later(self, segment: _Segment) -> RunState:
-        """Hand over to the next segment: a continuation task, or a plain stop."""
+        """Hand over to the next segment: a continuation task, or a plain stop.
+
+        The record says ``continuing`` before the continuation exists, so the next
+        segment never finds (or has its progress overwritten by) an older record.
+        """
         summary = segment.summary
         if not self._config.fanout_url:
             summary.message = "time budget reached; set FANOUT_URL to continue automatically"
             return RunState.STOPPED
         request = ContinuationRequest(summary.run_id, summary.segment + 1)
-        assert segment.lease is not None  # a dry run never gets here
-        segment.lease.hand_off(request.segment, self._config.lease_s)
-        summary.continuation = enqueue_continuation(self._tasks, self._config, request)
+        summary.continuation = continuation_task(self._config, request).name
         summary.message = f"time budget reached; segment {request.segment} continues"
+        self._end(segment, RunState.CONTINUING)
+        assert segment.lease is not None  # a dry run never gets here
+        try:
+            segment.lease.hand_off(request.segment, self._config.lease_s)
+            enqueue_continuation(self._tasks, self._config, request)
+        except (FanoutError, GoogleAPIError) as exc:
+            # The rest stays pending: the next scheduled run (or --resume) takes it.
+            summary.continuation = ""
+            summary.message = f"time budget reached; the continuation failed: {exc}"
+            return RunState.STOPPED
         return RunState.CONTINUING
 
     def _run_pages(self, segment: _Segment, on_page: PageListener | None) -> bool:
@@ -236,13 +262,15 @@ class FanoutRunner:
             flow = _PageFlow(self, segment, pool, on_page)
             source = pages(self.db, segment.selection, self._config.page_size, segment.checkpoint)
             out_of_time = False
-            for page in _read_ahead(pool, source):
+            page_started = time.monotonic()
+            for page in _read_ahead(pool, source):  # the time per page includes waiting for it
                 if self._out_of_time(segment, slowest_s):
                     out_of_time = True
                     break
-                page_started = time.monotonic()
                 flow.create(page)
-                slowest_s = max(slowest_s, time.monotonic() - page_started)
+                now = time.monotonic()
+                slowest_s = max(slowest_s, now - page_started)
+                page_started = now
             flow.drain()
             return out_of_time
 
@@ -271,6 +299,7 @@ class _PageFlow:
         self._fields = {"runId": segment.summary.run_id, "queuedAt": firestore.SERVER_TIMESTAMP}
         self._creating: tuple[Page, PagePlan, PendingCreation] | None = None
         self._markings: deque[tuple[Future[list[str]], Page]] = deque()
+        self._renewed_at = time.monotonic()
 
     def create(self, page: Page) -> None:
         """Start creating ``page``'s tasks, then collect the previous page's creations."""
@@ -279,6 +308,7 @@ class _PageFlow:
         summary.orders += len(page.orders)
         plan = plan_page(page.orders, self._segment.selection, self._runner.cloud, summary.run_id)
         pending = self._runner.enqueuer.submit(plan.tasks)
+        self._renew_lease_if_due()
         if self._creating is not None:
             self._collect(*self._creating)
         self._creating = (page, plan, pending)
@@ -310,12 +340,19 @@ class _PageFlow:
         statuses = self._segment.selection.statuses
         db = self._runner.db
         future = self._pool.submit(
-            mark_queued, db, ready, self._fields, statuses, plan.generations
+            mark_queued, db, ready, self._fields, statuses, plan.generations, plan.partial
         )
         self._markings.append((future, page))
-        summary.queued += len(ready)
+        summary.queued += sum(1 for s in ready if s.id not in plan.partial)
         while len(self._markings) > MARKINGS_IN_FLIGHT:  # in page order: checkpoints only grow
             self._marked(*self._markings.popleft())
+
+    def _renew_lease_if_due(self) -> None:
+        """Renew the lease once a third of it has passed (LeaseLostError if it was taken)."""
+        lease = self._segment.lease
+        if lease is not None and time.monotonic() - self._renewed_at >= lease.duration_s / 3:
+            lease.renew()
+            self._renewed_at = time.monotonic()
 
     def _marked(self, marking: Future[list[str]], page: Page) -> None:
         """Collect a page's marking, then checkpoint past it and renew the lease."""
@@ -327,8 +364,7 @@ class _PageFlow:
             summary.add_failure(order_id, "kept changing while being marked queued; left as is")
         segment.checkpoint = page.cursor
         summary.seconds = round(time.monotonic() - segment.started, 3)
-        if segment.lease is not None:
-            segment.lease.renew()
+        self._renew_lease_if_due()
         self._runner.records.progress(summary, segment.record, segment.checkpoint)
         if self._on_page is not None:
             self._on_page(summary)

@@ -61,6 +61,4 @@ class RunSummary:
         """Count an order that was not queued, list it (up to a limit) and log it."""
         if len(self.failures) < MAX_LISTED_FAILURES:
             self.failures.append({"orderId": order_id, "reason": reason})
-        log.error(
-            "order not queued: %s", reason, extra={"orderId": order_id, "runId": self.run_id}
-        )
+        log.error("order not queued: %s", reason, extra={"orderId": order_id, "runId": self.run_id})

@@ -51,6 +51,11 @@ def test_the_dry_run_prints_every_step_and_calls_nothing(tmp_path: Path) -> None
         assert f"--service-account={account}@acme-prod.{sa}" in line
         assert f"SERVICE={service.removeprefix('order-')}" in line
     fanout_line = next(d for d in deploys if "run deploy order-fanout " in d)
+    worker_line = next(d for d in deploys if "run deploy order-worker " in d)
+    # The services agree with the files that configure their callers.
+    assert "FANOUT_ATTEMPT_DEADLINE_SECONDS=180" in fanout_line  # scheduler.yaml
+    assert "TASKS_MAX_ATTEMPTS=20" in worker_line  # deploy/queue.yaml
+    assert "WAREHOUSE_URL=${WAREHOUSE_URL}" in worker_line  # unset: a placeholder in the plan
     assert "FANOUT_URL=https://order-fanout-${PROJECT_NUMBER}.europe-west1.run.app" in fanout_line
     bindings = [
         ("run services add-iam-policy-binding order-worker", "tasks-invoker", "roles/run.invoker"),
@@ -80,6 +85,8 @@ def test_bad_arguments_are_refused_with_a_reason(tmp_path: Path) -> None:
     assert missing.returncode == 2 and "--project PROJECT_ID" in missing.stderr
     unknown = plan(tmp_path, "--project", "p", "--frobnicate")
     assert unknown.returncode == 2 and "unknown argument '--frobnicate'" in unknown.stderr
+    no_warehouse = plan(tmp_path, "--project", "p")  # a real deployment needs it
+    assert no_warehouse.returncode == 2 and "set WAREHOUSE_URL" in no_warehouse.stderr
     assert not (tmp_path / "gcloud-called").exists()
 
 

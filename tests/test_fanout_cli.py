@@ -15,6 +15,7 @@ from google.cloud import firestore
 
 from fanout.cli import main
 from fanout.config import FanoutConfig
+from fanout.lease import RunLease
 from localcloud.tasks.server import TasksEmulator
 from orders.schema import FANOUT_RUNS, ORDERS
 from orders.settings import CloudSettings
@@ -76,11 +77,17 @@ def test_filters_choose_a_created_range_and_a_subset_of_actions(
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     summary = summary_of(result)
-    assert (summary["orders"], summary["tasks_created"], summary["queued"]) == (10, 10, 10)
+    assert (summary["orders"], summary["tasks_created"], summary["queued"]) == (10, 10, 0)
     after = orders(db)
-    assert {i for i, o in after.items() if o["status"] == "queued"} == set(ids[10:20])
-    tasks = tasks_emulator.stats()["tasks_created"]
-    assert tasks == 10
+    # Two actions were not enqueued: the orders stay pending (the next run enqueues
+    # them, and finds send_confirmation's task already there) but record this run.
+    assert {o["status"] for o in after.values()} == {"pending"}
+    chosen = {i for i, o in after.items() if (o.get("fanout") or {}).get("runId")}
+    assert chosen == set(ids[10:20])
+    assert tasks_emulator.stats()["tasks_created"] == 10
+    rest = summary_of(fanout(cloud, "backfill", "--json"))
+    assert (rest["orders"], rest["tasks_created"], rest["deduplicated"]) == (30, 80, 10)
+    assert {o["status"] for o in orders(db).values()} == {"queued"}
 
 
 def test_a_redrive_re_enqueues_stuck_orders_with_the_next_generation(
@@ -114,6 +121,7 @@ def test_a_run_stopped_by_its_budget_is_resumed_from_its_checkpoint(
     stopped = fanout(cloud, "backfill", "--page-size", "10", "--time-budget", "0.001s", "--json")
     first = summary_of(stopped)
     assert first["state"] == "stopped" and first["orders"] == 10, stopped.output
+    assert stopped.exit_code == 4  # orders left: resume it
     assert "FANOUT_URL" in first["message"]
     record = db.collection(FANOUT_RUNS).document(first["run_id"]).get().to_dict() or {}
     assert record["checkpoint"]["orderId"] == "order-00009"
@@ -148,6 +156,18 @@ def test_status_shows_a_run_and_the_latest_runs(
     assert fanout(cloud, "status", "nope").exit_code == 3
 
 
+def test_re_fanning_out_failed_orders_uses_new_task_names(
+    db: firestore.Client, cloud: CloudSettings, tasks_emulator: TasksEmulator
+) -> None:
+    ids = seed_orders(db, 4)
+    assert summary_of(fanout(cloud, "backfill", "--json"))["tasks_created"] == 12
+    db.collection(ORDERS).document(ids[0]).update({"status": "failed"})
+    again = summary_of(fanout(cloud, "backfill", "--status", "failed", "--json"))
+    assert (again["orders"], again["tasks_created"], again["deduplicated"]) == (1, 3, 0)
+    order = orders(db)[ids[0]]
+    assert order["status"] == "queued" and order["fanout"]["generation"] == 1
+
+
 def test_a_failed_order_makes_the_exit_status_non_zero_and_is_listed(
     db: firestore.Client, cloud: CloudSettings
 ) -> None:
@@ -167,6 +187,7 @@ def test_a_failed_order_makes_the_exit_status_non_zero_and_is_listed(
         (["--status", "shipped"], "'shipped' is not one of"),
         (["--since", "2026-02-01", "--until", "2026-01-01"], "is not before until"),
         (["--resume", "r1", "--dry-run"], "--resume continues a run"),
+        (["--resume", "r1", "--action", "update_inventory"], "--resume continues a run"),
     ],
 )
 def test_bad_arguments_get_a_clear_message_and_exit_2(
@@ -177,9 +198,14 @@ def test_bad_arguments_get_a_clear_message_and_exit_2(
     assert message in result.output
 
 
-def test_resuming_an_unknown_run_exits_3(db: firestore.Client, cloud: CloudSettings) -> None:
+def test_resuming_an_unknown_run_or_running_beside_another_exits_3(
+    db: firestore.Client, cloud: CloudSettings
+) -> None:
     result = fanout(cloud, "backfill", "--resume", "no-such-run")
     assert result.exit_code == 3 and "no run 'no-such-run'" in result.output
+    RunLease(db, "someone-else", duration_s=60).acquire(0)
+    blocked = fanout(cloud, "backfill")
+    assert blocked.exit_code == 3 and "someone-else" in blocked.output
 
 
 def test_fanout_run_triggers_a_served_fanout_with_an_id_token(

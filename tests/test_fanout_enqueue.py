@@ -10,11 +10,14 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from concurrent import futures
+from types import SimpleNamespace
 from typing import Any
 
 import grpc
 import pytest
+from google.api_core.exceptions import RetryError
 from google.cloud import tasks_v2
+from google.rpc import code_pb2, status_pb2
 
 from fanout.enqueue import Created, Enqueuer
 from fanout.ratecap import CreationRateCap
@@ -164,3 +167,45 @@ def test_the_rate_cap_is_off_at_zero() -> None:
     clock = FakeClock()
     CreationRateCap(0, clock=clock, sleep=clock.sleep).take(1_000_000)
     assert clock.now == 0.0
+
+
+class ScriptedClient:
+    """A stand-in for the Cloud Tasks client, for the retry logic alone (no network).
+
+    Each BatchCreateTasks call takes the next script entry: per request index a
+    status code that fails it, or an exception to raise.
+    """
+
+    def __init__(self, script: list[dict[int, int] | Exception]) -> None:
+        self.script = script
+        self.calls: list[list[str]] = []
+
+    def batch_create_tasks(self, request: Any, **_: Any) -> Any:
+        names = [one.task.name for one in request.requests]
+        self.calls.append(names)
+        step = self.script.pop(0)
+        if isinstance(step, Exception):
+            raise step
+        failed = {i: status_pb2.Status(code=code, message="scripted") for i, code in step.items()}
+        created = [tasks_v2.Task(name=n) for i, n in enumerate(names) if i not in failed]
+        response = tasks_v2.BatchCreateTasksResponse(tasks=created)
+        metadata = SimpleNamespace(failed_requests=failed)
+        return SimpleNamespace(result=lambda timeout: response, metadata=metadata)
+
+
+def test_requests_failed_for_a_passing_reason_are_sent_again_alone() -> None:
+    cloud = CloudSettings(project="p")
+    tasks = tasks_for(cloud, 3)
+    client = ScriptedClient([{1: code_pb2.UNAVAILABLE, 2: code_pb2.INVALID_ARGUMENT}, {}])
+    results = Enqueuer(client, cloud.queue_path, 1, 5.0).enqueue(tasks)  # type: ignore[arg-type]
+    assert [r.outcome for r in results] == [Created.CREATED, Created.CREATED, Created.FAILED]
+    assert "INVALID_ARGUMENT" in results[2].reason
+    assert client.calls[1] == [tasks[1].name]  # only the retryable one went again
+
+
+def test_a_call_whose_retries_ran_out_fails_its_tasks_without_stopping() -> None:
+    cloud = CloudSettings(project="p")
+    client = ScriptedClient([RetryError("Timeout of 90.0s exceeded", None)])
+    results = Enqueuer(client, cloud.queue_path, 1, 5.0).enqueue(tasks_for(cloud, 2))  # type: ignore[arg-type]
+    assert [r.outcome for r in results] == [Created.FAILED, Created.FAILED]
+    assert "Timeout of 90.0s exceeded" in results[0].reason

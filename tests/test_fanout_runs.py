@@ -103,11 +103,14 @@ def test_a_redelivered_continuation_changes_nothing_and_a_live_lease_answers_503
             headers=headers,
             timeout=30,
         )
-        assert missing.status_code == 404
-        bad = requests.post(
-            f"{fanout.url}/fanout/continue", json={"runId": 7}, headers=headers, timeout=30
-        )
-        assert bad.status_code == 400 and "runId" in bad.json()["message"]
+        # Continuations that can never work are acknowledged, or the queue would retry them.
+        assert missing.status_code == 200 and missing.json()["outcome"] == "rejected"
+        assert "no run 'no-such-run'" in missing.json()["error"]
+        for body in ({"runId": 7}, {"runId": "a/b", "segment": 1}, {"runId": "r", "segment": 0}):
+            bad = requests.post(
+                f"{fanout.url}/fanout/continue", json=body, headers=headers, timeout=30
+            )
+            assert bad.status_code == 200 and bad.json()["outcome"] == "rejected", body
 
 
 def test_a_second_run_while_one_holds_the_lease_is_skipped_until_the_lease_expires(
