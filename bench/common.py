@@ -31,13 +31,19 @@ SEED_THREADS = 8  # seeding commits in flight
 
 
 @contextlib.contextmanager
-def tasks_emulator(latency_ms: float = 0.0) -> Iterator[str]:
-    """Run the Cloud Tasks emulator in its own process (its own core); yield its address."""
+def tasks_emulator(latency_ms: float = 0.0, durable: bool = False) -> Iterator[str]:
+    """Run the Cloud Tasks emulator in its own process (its own core); yield its address.
+
+    Its state is in memory, or with ``durable`` in a fresh SQLite file (WAL), as
+    ``localcloud tasks-emulator`` keeps it by default.
+    """
     port = free_port()
     log_dir = Path(tempfile.mkdtemp(prefix="bench-tasks-"))
+    db = log_dir / "tasks.sqlite3" if durable else ":memory:"
     argv = [
         str(Path(sys.executable).parent / "localcloud"), "tasks-emulator",
         "--host", "127.0.0.1", "--port", str(port), "--latency-ms", str(latency_ms),
+        "--rest-port", "-1", "--db", str(db),
     ]  # fmt: skip
     process = ManagedProcess("tasks-emulator", argv, log_dir / "tasks.log", dict(os.environ))
     process.start()

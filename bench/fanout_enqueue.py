@@ -42,8 +42,11 @@ def main() -> None:
     parser.add_argument("--baseline-tasks", type=int, default=200)
     parser.add_argument("--latency-ms", type=float, default=20.0)
     parser.add_argument("--batches-in-flight", type=int, default=FanoutConfig.batches_in_flight)
+    parser.add_argument(
+        "--durable", action="store_true", help="the emulator keeps its state in a SQLite file"
+    )
     args = parser.parse_args()
-    with tasks_emulator(args.latency_ms) as address:
+    with tasks_emulator(args.latency_ms, args.durable) as address:
         cloud = quiet_queue("bench-enqueue", address)
         client = tasks_client(cloud)
 
@@ -83,6 +86,7 @@ def main() -> None:
     report(
         {
             "latency_ms_per_rpc": args.latency_ms,
+            "emulator_state": "sqlite file" if args.durable else "memory",
             "batches_in_flight": args.batches_in_flight,
             "tasks": created,
             "deduplicated": counts[Created.DEDUPLICATED],
