@@ -29,6 +29,9 @@ class _Server(ThreadingHTTPServer):
 class _Handler(BaseHTTPRequestHandler):
     server: _Server
     protocol_version = "HTTP/1.1"  # keep connections open: every answer has a Content-Length
+    # The status line and headers, then the body, go out in two writes: with Nagle's
+    # algorithm on, the body waits for the client's delayed ACK (about 40 ms on Linux).
+    disable_nagle_algorithm = True
 
     def do_POST(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)

@@ -54,6 +54,8 @@ from worker.delivery import Delivery
 from worker.errors import ClaimHeldError, PermanentTaskError, TransientTaskError
 from worker.ledger import Claim, Ledger, LedgerState, Settled
 from worker.outbox import Outbox
+from worker.reads import get_document
+from worker.serialize import StripedLocks
 
 log = logging.getLogger(__name__)
 
@@ -98,6 +100,8 @@ class Performer:
         self._ledger = Ledger(client, config.lease_s, self._rpc)
         targets = {EMAIL: config.mailer_url, WAREHOUSE: config.warehouse_url}
         self._outbox = Outbox(client, targets, config.delivery_timeout_s)
+        self._locks = StripedLocks()
+        self._lock_timeout_s = config.rpc_timeout_s
 
     def perform(self, payload: TaskPayload, delivery: Delivery) -> Outcome:
         """Perform ``payload``'s action once; raise Permanent- or TransientTaskError otherwise."""
@@ -116,8 +120,9 @@ class Performer:
         self, order_ref: firestore.DocumentReference, payload: TaskPayload, delivery: Delivery
     ) -> Outcome:
         # The order's own fields (items, customer) do not change after creation, so a
-        # plain read is enough; it runs while the claim is written: one round trip.
-        reading = self._reads.submit(order_ref.get, **self._rpc)
+        # plain read is enough; it runs while the claim is written: one round trip. It is
+        # a unary GetDocument call, cheaper in grpcio than get()'s streaming call.
+        reading = self._reads.submit(get_document, self._client, order_ref, self._rpc)
         ledger_ref = order_ref.collection(LEDGER).document(payload.action)
         claimed = self._ledger.claim(ledger_ref, _claim_id(), payload, delivery)
         if isinstance(claimed, Settled):
@@ -184,33 +189,44 @@ class Performer:
         """
         if order.get("status") == OrderStatus.CANCELLED.value:
             raise PermanentTaskError(f"order {payload.order_id} is cancelled")
-        writes = self._client.batch()
-        REGISTRY[payload.action](
-            ActionContext(writes, self._client, order, payload, self._outbox, self._rpc)
-        )
-        self._ledger.finish(writes, claim)
-        prefix = f"actions.{payload.action}"
-        others = [name for name in ACTIONS if name != payload.action]
-        completion: dict[str, Any] = {}
-        if order.get("status") in _COMPLETABLE and all(action_done(order, a) for a in others):
-            # Every other action was done when the order was read: complete it in this commit.
-            completion = {
-                "status": OrderStatus.COMPLETED.value,
-                "completedAt": firestore.SERVER_TIMESTAMP,
-            }
-        writes.update(
-            order_ref,
-            {
-                f"{prefix}.state": ActionState.DONE.value,
-                f"{prefix}.completedAt": firestore.SERVER_TIMESTAMP,
-                f"{prefix}.attempts": claim.attempts,
-                f"{prefix}.generation": payload.generation,
-                f"{prefix}.taskName": delivery.task_name,
-                ACTIONS_DONE: firestore.Increment(1),
-                **completion,
-            },
-        )
-        results = writes.commit(**self._rpc)
+        with contextlib.ExitStack() as held:  # locks the action takes, until the commit returns
+            writes = self._client.batch()
+            REGISTRY[payload.action](
+                ActionContext(
+                    writes,
+                    self._client,
+                    order,
+                    payload,
+                    self._outbox,
+                    self._rpc,
+                    self._locks,
+                    held,
+                    self._lock_timeout_s,
+                )
+            )
+            self._ledger.finish(writes, claim)
+            prefix = f"actions.{payload.action}"
+            others = [name for name in ACTIONS if name != payload.action]
+            completion: dict[str, Any] = {}
+            if order.get("status") in _COMPLETABLE and all(action_done(order, a) for a in others):
+                # Every other action was done when the order was read: complete it in this commit.
+                completion = {
+                    "status": OrderStatus.COMPLETED.value,
+                    "completedAt": firestore.SERVER_TIMESTAMP,
+                }
+            writes.update(
+                order_ref,
+                {
+                    f"{prefix}.state": ActionState.DONE.value,
+                    f"{prefix}.completedAt": firestore.SERVER_TIMESTAMP,
+                    f"{prefix}.attempts": claim.attempts,
+                    f"{prefix}.generation": payload.generation,
+                    f"{prefix}.taskName": delivery.task_name,
+                    ACTIONS_DONE: firestore.Increment(1),
+                    **completion,
+                },
+            )
+            results = writes.commit(**self._rpc)
         return _counter_after(results[-1]), bool(completion)
 
     def _record_failure(

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+import contextlib
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from typing import Any
 
 from google.cloud import firestore
@@ -11,6 +12,7 @@ from google.cloud import firestore
 from orders.contract import TaskPayload
 from worker.errors import PermanentTaskError
 from worker.outbox import Outbox
+from worker.serialize import StripedLocks
 
 
 @dataclass(frozen=True)
@@ -22,7 +24,10 @@ class ActionContext:
     recorded done, and never twice. Documents an action reads and then writes in
     it get a ``last_update_time`` precondition (:meth:`precondition`), so the
     commit is an optimistic transaction: if one changed since the read, the
-    whole commit is refused and the delivery runs the action again.
+    whole commit is refused and the delivery runs the action again. An action
+    that reads documents other deliveries write often (a popular sku) first
+    calls :meth:`serialize` on them, so deliveries in this process wait for each
+    other instead of having their commits refused.
     """
 
     writes: firestore.WriteBatch
@@ -31,6 +36,17 @@ class ActionContext:
     payload: TaskPayload
     outbox: Outbox
     rpc: dict[str, Any]
+    locks: StripedLocks = field(default_factory=StripedLocks)
+    held: contextlib.ExitStack = field(default_factory=contextlib.ExitStack)
+    lock_timeout_s: float = 10.0  # longest wait for a lock, seconds
+
+    def serialize(self, keys: Iterable[str]) -> None:
+        """Hold this process's locks on ``keys`` until the action's commit has returned.
+
+        Call it once, before reading the documents the keys name. Raises
+        :class:`TransientTaskError` when a lock is not free within ``lock_timeout_s``.
+        """
+        self.locks.hold(self.held, keys, self.lock_timeout_s)
 
     def send(self, kind: str, message: dict[str, Any]) -> None:
         """Record ``message`` in the outbox and deliver it with its idempotency key."""
