@@ -54,7 +54,6 @@ from worker.delivery import Delivery
 from worker.errors import ClaimHeldError, PermanentTaskError, TransientTaskError
 from worker.ledger import Claim, Ledger, LedgerState, Settled
 from worker.outbox import Outbox
-from worker.reads import get_document
 from worker.serialize import StripedLocks
 
 log = logging.getLogger(__name__)
@@ -120,9 +119,8 @@ class Performer:
         self, order_ref: firestore.DocumentReference, payload: TaskPayload, delivery: Delivery
     ) -> Outcome:
         # The order's own fields (items, customer) do not change after creation, so a
-        # plain read is enough; it runs while the claim is written: one round trip. It is
-        # a unary GetDocument call, cheaper in grpcio than get()'s streaming call.
-        reading = self._reads.submit(get_document, self._client, order_ref, self._rpc)
+        # plain read is enough; it runs while the claim is written: one round trip.
+        reading = self._reads.submit(order_ref.get, **self._rpc)
         ledger_ref = order_ref.collection(LEDGER).document(payload.action)
         claimed = self._ledger.claim(ledger_ref, _claim_id(), payload, delivery)
         if isinstance(claimed, Settled):
