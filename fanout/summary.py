@@ -31,7 +31,9 @@ class RunSummary:
     """Counts of one segment of a run (the first call, or one continuation).
 
     ``seconds`` is the segment's wall time; ``continuation`` names the task that
-    carries on after a time-budget stop.
+    carries on after a time-budget stop. ``failed`` counts tasks that could not
+    be created plus orders that could not form their tasks; ``failures`` lists
+    the orders concerned, with reasons.
     """
 
     run_id: str
