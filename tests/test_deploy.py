@@ -93,7 +93,7 @@ def test_bad_arguments_are_refused_with_a_reason(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("queue", "flags_file", "expected"),
     [
-        ("order-actions", "queue.yaml", (200.0, 200, 20, "1s", "600s", 5, "86400s")),
+        ("order-actions", "queue.yaml", (200.0, 200, 20, "1s", "600s", 5, "0s")),
         ("fanout-continuations", "continuation-queue.yaml", (1, 1, 10, "10s", "300s", 3, "3600s")),
     ],
 )

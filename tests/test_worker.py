@@ -260,6 +260,37 @@ def test_cancelled_orders_and_short_stock_fail_for_good(
     assert stock(db) == 0
 
 
+def test_a_failed_action_runs_again_under_the_next_generation(
+    db: firestore.Client, worker: Sender
+) -> None:
+    (order_id,) = seed_orders(db, 1)
+    db.collection(INVENTORY).document("sku-0").update({"stock": 0})
+    first = worker.deliver(TaskPayload(order_id, "update_inventory", 0, "r1"))
+    assert first.json()["outcome"] == "failed"
+    db.collection(INVENTORY).document("sku-0").update({"stock": 10})  # restocked
+    same = worker.deliver(TaskPayload(order_id, "update_inventory", 0, "r1"), retry_count=1)
+    assert same.json()["outcome"] == "already_failed"  # a redelivery of the failed task
+    rerun = worker.deliver(TaskPayload(order_id, "update_inventory", 1, "r2"))
+    assert (rerun.status_code, rerun.json()["outcome"]) == (200, "done")
+    entry = ledger(db, order_id, "update_inventory")
+    assert entry is not None and entry["state"] == "done" and "error" not in entry
+    assert order(db, order_id)["actions"]["update_inventory"]["state"] == "done"
+    assert stock(db) == 10 - order(db, order_id)["items"][0]["quantity"]
+
+
+def test_unusable_ids_and_stock_records_fail_for_good(
+    db: firestore.Client, worker: Sender
+) -> None:
+    for bad_id in ("__reserved__", ".."):
+        answer = worker.deliver(TaskPayload(bad_id, "send_confirmation", 0, "r"))
+        assert (answer.status_code, answer.json()["outcome"]) == (200, "rejected"), bad_id
+    (order_id,) = seed_orders(db, 1)
+    db.collection(INVENTORY).document("sku-0").set({"note": "no stock field"})
+    answer = worker.deliver(TaskPayload(order_id, "update_inventory", 0, "r"))
+    assert (answer.status_code, answer.json()["outcome"]) == (200, "failed")
+    assert "insufficient stock" in answer.json()["error"]
+
+
 def test_a_warehouse_failure_is_retried_and_leaves_nothing_half_done(
     db: firestore.Client, worker: Sender, warehouse: WarehouseReceiver
 ) -> None:

@@ -92,12 +92,16 @@ class Ledger:
                     continue
             entry = snapshot.to_dict() or {}
             state = entry.get("state")
-            if state in (LedgerState.DONE, LedgerState.FAILED):
+            retry_failed = state == LedgerState.FAILED and payload.generation > int(
+                entry.get("generation", 0)
+            )  # a re-run of a failed order (the next generation) tries the action again
+            if state in (LedgerState.DONE, LedgerState.FAILED) and not retry_failed:
                 return Settled(LedgerState(state), str(entry.get("error", "")))
             attempts = int(entry.get("attempts", 0)) + 1
             if entry.get("claimId") == claim_id:
                 return Claim(ref, claim_id, snapshot.update_time, attempts - 1)
-            remaining_s = _remaining_s(entry.get("leaseUntil"))
+            # A failed entry is held by nobody: its old lease does not count.
+            remaining_s = 0.0 if retry_failed else _remaining_s(entry.get("leaseUntil"))
             if remaining_s > 0:
                 raise ClaimHeldError(
                     f"another delivery ({entry.get('cloudTaskName', '?')}, claim "
@@ -106,6 +110,8 @@ class Ledger:
                 )
             fields = self._claim_fields(claim_id, payload, delivery, attempts)
             fields["takenOverFrom"] = entry.get("claimId", "")
+            if retry_failed:
+                fields["error"] = firestore.DELETE_FIELD
             option = self._client.write_option(last_update_time=snapshot.update_time)
             try:
                 result = ref.update(fields, option=option, **self._rpc)

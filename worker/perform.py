@@ -107,13 +107,15 @@ class Performer:
         if payload.action not in REGISTRY:
             known = ", ".join(sorted(REGISTRY))
             raise PermanentTaskError(f"unknown action {payload.action!r}; known actions: {known}")
-        if "/" in payload.order_id or len(payload.order_id.encode()) > 1500:
+        if not _is_document_id(payload.order_id):
             raise PermanentTaskError(f"orderId {payload.order_id!r} is not a Firestore document id")
         order_ref = self._client.collection(ORDERS).document(payload.order_id)
         try:
             return self._perform(order_ref, payload, delivery)
         except _TRANSIENT as exc:
             raise TransientTaskError(f"Firestore is busy or unavailable: {exc}") from exc
+        except gexc.InvalidArgument as exc:  # a request Firestore will never accept
+            raise PermanentTaskError(f"Firestore refused the request for good: {exc}") from exc
 
     def _perform(
         self, order_ref: firestore.DocumentReference, payload: TaskPayload, delivery: Delivery
@@ -161,13 +163,7 @@ class Performer:
                 self._ledger.release(claimed)
                 raise
             if done == len(ACTIONS) and not completed:  # the last action, done by a race winner
-                order_ref.update(
-                    {
-                        "status": OrderStatus.COMPLETED.value,
-                        "completedAt": firestore.SERVER_TIMESTAMP,
-                    },
-                    **self._rpc,
-                )
+                self._complete_order_if_done(order_ref)  # checks the status, with a precondition
             return Outcome.DONE
         self._ledger.release(claimed)
         raise TransientTaskError(f"order {payload.order_id}: {payload.action} kept conflicting")
@@ -266,6 +262,9 @@ class Performer:
         self.record_rejection(reason, {**detail, "lastAttempt": True})
         prefix = f"actions.{payload.action}"
         order_ref = self._client.collection(ORDERS).document(payload.order_id)
+        entry = order_ref.collection(LEDGER).document(payload.action).get(**self._rpc).to_dict()
+        if (entry or {}).get("state") == LedgerState.DONE.value:
+            return  # the action did take effect (a later step failed): it stays done
         with contextlib.suppress(gexc.NotFound):
             order_ref.update(
                 {
@@ -298,6 +297,12 @@ class Performer:
             except gexc.FailedPrecondition:
                 continue  # someone else wrote the order meanwhile: look again
         raise TransientTaskError(f"order {order_ref.id} kept changing while being completed")
+
+
+def _is_document_id(order_id: str) -> bool:
+    """Tell whether Firestore accepts ``order_id`` as a document id."""
+    reserved = order_id in (".", "..") or (order_id.startswith("__") and order_id.endswith("__"))
+    return "/" not in order_id and not reserved and len(order_id.encode()) <= 1500
 
 
 def _counter_after(result: Any) -> int:

@@ -24,7 +24,7 @@ def update_inventory(ctx: ActionContext) -> None:
         snapshot = snapshots.get(ref.id)
         if snapshot is None or not snapshot.exists:
             raise PermanentTaskError(f"sku {ref.id!r} of order {ctx.payload.order_id} is unknown")
-        stock = snapshot.get("stock")
+        stock = (snapshot.to_dict() or {}).get("stock")  # missing sku or field: no stock
         if not isinstance(stock, int) or stock < wanted[ref.id]:
             raise PermanentTaskError(
                 f"insufficient stock of {ref.id!r} for order {ctx.payload.order_id}: "
