@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import signal
 import sys
 import threading
@@ -16,6 +17,8 @@ from localcloud.stack import StackOptions
 from localcloud.tasks.command import tasks_emulator
 from localcloud.up import UpOptions, run_up
 
+# An option that reads its environment variable and shows it and its default in --help.
+_option = functools.partial(click.option, show_envvar=True, show_default=True)
 EXIT_INCOMPLETE = 1  # the demo ran but not every order completed in time
 EXIT_SETUP = 2  # something the demo needs is missing or did not start
 EXIT_INTERRUPTED = 130  # Ctrl-C, as shells report it
@@ -30,41 +33,33 @@ main.add_command(tasks_emulator, name="tasks-emulator")
 
 
 @main.command()
-@click.option(
+@_option(
     "--orders",
     type=click.IntRange(1, 1_000_000),
     default=1000,
-    show_default=True,
     envvar="DEMO_ORDERS",
-    show_envvar=True,
     help="Pending orders to seed and fan out.",
 )
-@click.option(
+@_option(
     "--timeout",
     "timeout_s",
     type=click.FloatRange(1),
     default=300.0,
-    show_default=True,
     envvar="DEMO_TIMEOUT_SECONDS",
-    show_envvar=True,
     help="Seconds to wait for every order to complete.",
 )
-@click.option(
+@_option(
     "--rate",
     type=click.FloatRange(0.1, 500),
     default=500.0,
-    show_default=True,
     envvar="DEMO_MAX_DISPATCHES_PER_SECOND",
-    show_envvar=True,
     help="The queue's max_dispatches_per_second (Cloud Tasks allows at most 500).",
 )
-@click.option(
+@_option(
     "--concurrency",
     type=click.IntRange(1, 5000),
     default=100,
-    show_default=True,
     envvar="DEMO_MAX_CONCURRENT_DISPATCHES",
-    show_envvar=True,
     help="The queue's max_concurrent_dispatches.",
 )
 @click.option(
@@ -95,28 +90,23 @@ def demo(orders: int, timeout_s: float, rate: float, concurrency: int, json_outp
 
 
 @main.command()
-@click.option(
+@_option(
     "--scheduler-file",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     default=Path("scheduler.yaml"),
-    show_default=True,
     envvar="LOCALCLOUD_SCHEDULER_FILE",
-    show_envvar=True,
     help="The Scheduler job's gcloud flags file.",
 )
-@click.option(
+@_option(
     "--schedule",
     envvar="LOCALCLOUD_SCHEDULE",
-    show_envvar=True,
     help="A cron schedule used instead of the file's (a 6th field counts seconds).",
 )
-@click.option(
+@_option(
     "--orders",
     type=click.IntRange(0, 1_000_000),
     default=0,
-    show_default=True,
     envvar="LOCALCLOUD_ORDERS",
-    show_envvar=True,
     help="Pending orders to seed at start-up.",
 )
 def up(scheduler_file: Path, schedule: str | None, orders: int) -> None:
