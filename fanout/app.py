@@ -134,5 +134,3 @@ def _verify(verifier: CallerVerifier | None) -> None:
     if verifier is not None:
         caller = verifier.verify(request.headers.get("Authorization"))
         log.info("caller verified", extra={"caller": caller.email, "path": request.path})
-
-

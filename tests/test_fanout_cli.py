@@ -136,9 +136,7 @@ def test_a_run_stopped_by_its_budget_is_resumed_from_its_checkpoint(
     assert summary_of(again)["orders"] == 0  # a finished run stays finished
 
 
-def test_status_shows_a_run_and_the_latest_runs(
-    db: firestore.Client, cloud: CloudSettings
-) -> None:
+def test_status_shows_a_run_and_the_latest_runs(db: firestore.Client, cloud: CloudSettings) -> None:
     seed_orders(db, 20)
     stopped = summary_of(
         fanout(cloud, "backfill", "--page-size", "10", "--time-budget", "0.001s", "--json")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
 import signal
@@ -24,7 +25,8 @@ from tests.receiver import wait_for
 from tests.servers import ServerThread
 from tests.tcp_proxy import TcpProxy
 from tests.worker_setup import AUDIENCE, INVOKER, QUEUE, Sender, worker_config
-from worker.actions import REGISTRY
+from worker.actions import REGISTRY, ActionContext
+from worker.actions.inventory import update_inventory
 from worker.app import create_app
 
 
@@ -158,7 +160,7 @@ def test_a_killed_delivery_is_completed_after_its_lease(
     answers: list[requests.Response] = []
 
     def redeliver() -> bool:
-        answers.append(worker.deliver(payload, retry_count=len(answers) + 1))
+        answers.append(worker.deliver(payload, retry_count=1))  # not the last attempt
         return answers[-1].status_code == 200
 
     wait_for(redeliver, timeout_s=60)
@@ -278,9 +280,7 @@ def test_a_failed_action_runs_again_under_the_next_generation(
     assert stock(db) == 10 - order(db, order_id)["items"][0]["quantity"]
 
 
-def test_unusable_ids_and_stock_records_fail_for_good(
-    db: firestore.Client, worker: Sender
-) -> None:
+def test_unusable_ids_and_stock_records_fail_for_good(db: firestore.Client, worker: Sender) -> None:
     for bad_id in ("__reserved__", ".."):
         answer = worker.deliver(TaskPayload(bad_id, "send_confirmation", 0, "r"))
         assert (answer.status_code, answer.json()["outcome"]) == (200, "rejected"), bad_id
@@ -425,3 +425,76 @@ def test_firestore_failing_mid_delivery_answers_503_and_leaves_no_partial_state(
     wait_for(lambda: worker.deliver(payload, retry_count=1).status_code == 200, timeout_s=30)
     assert order(db, order_id)["actions"]["notify_warehouse"]["state"] == "done"
     assert warehouse.summary()["notifications"] == 1
+
+
+def test_an_order_cancelled_while_its_stock_is_taken_keeps_its_stock(
+    db: firestore.Client, worker: Sender, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (order_id,) = seed_orders(db, 1, skus=1)
+    before = stock(db)
+    runs: list[str] = []
+
+    def cancelled_meanwhile(ctx: ActionContext) -> None:
+        if not runs:  # the order was read (pending), then someone cancels it
+            db.collection(ORDERS).document(order_id).update({"status": "cancelled"})
+        runs.append(str(ctx.order.get("status")))
+        update_inventory(ctx)
+
+    monkeypatch.setitem(REGISTRY, "update_inventory", cancelled_meanwhile)
+    answer = worker.deliver(TaskPayload(order_id, "update_inventory", 0, "r"))
+    assert (answer.status_code, answer.json()["outcome"]) == (200, "failed")
+    assert "is cancelled" in answer.json()["error"]
+    assert runs == ["pending"]  # the second run saw the cancellation before taking anything
+    assert stock(db) == before
+    recorded = order(db, order_id)
+    assert recorded["status"] == "cancelled"
+    assert recorded["actions"]["update_inventory"]["state"] == "failed"
+
+
+def test_a_busy_last_attempt_is_dead_lettered(db: firestore.Client, worker: Sender) -> None:
+    (order_id,) = seed_orders(db, 1)
+    held = db.collection(ORDERS).document(order_id).collection(LEDGER).document("update_inventory")
+    lease_until = datetime.datetime.now(datetime.UTC) + datetime.timedelta(seconds=600)
+    held.set({"state": "claimed", "claimId": "a-dead-delivery", "leaseUntil": lease_until})
+    payload = TaskPayload(order_id, "update_inventory", 0, "r")
+    busy = worker.deliver(payload, retry_count=5)
+    assert (busy.status_code, busy.json()["outcome"]) == (503, "busy")
+    assert list(db.collection(DEAD_LETTERS).stream()) == []
+    last = worker.deliver(payload, retry_count=99)
+    assert (last.status_code, last.json()["outcome"]) == (503, "dead_lettered")
+    (letter,) = [doc.to_dict() for doc in db.collection(DEAD_LETTERS).stream()]
+    assert "holds the action" in letter["reason"] and letter["lastAttempt"] is True
+    action = order(db, order_id)["actions"]["update_inventory"]
+    assert action["state"] == "dead_lettered"
+
+
+def test_an_unexpected_error_on_the_last_attempt_is_dead_lettered(
+    db: firestore.Client, worker: Sender, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (order_id,) = seed_orders(db, 1)
+
+    def broken(ctx: ActionContext) -> None:
+        raise KeyError("a bug")
+
+    monkeypatch.setitem(REGISTRY, "send_confirmation", broken)
+    payload = TaskPayload(order_id, "send_confirmation", 0, "r")
+    crashed = worker.deliver(payload, retry_count=1)
+    assert crashed.status_code == 500 and "KeyError" in crashed.json()["message"]
+    assert list(db.collection(DEAD_LETTERS).stream()) == []
+    last = worker.deliver(payload, retry_count=99)
+    assert (last.status_code, last.json()["outcome"]) == (503, "dead_lettered")
+    (letter,) = [doc.to_dict() for doc in db.collection(DEAD_LETTERS).stream()]
+    assert "KeyError" in letter["reason"] and letter["orderId"] == order_id
+    assert order(db, order_id)["actions"]["send_confirmation"]["state"] == "dead_lettered"
+
+
+def test_a_task_has_one_dead_letter_however_often_it_is_recorded(
+    db: firestore.Client, worker: Sender
+) -> None:
+    headers = worker.headers(
+        **{"X-CloudTasks-TaskName": "projects/p/locations/l/queues/q/tasks/t7"}
+    )
+    for _ in range(3):  # a write retried after a lost answer, or the task sent again
+        assert worker.post(b"not json", headers).json()["outcome"] == "rejected"
+    (letter,) = list(db.collection(DEAD_LETTERS).stream())
+    assert letter.id == "t7" and "JSON" in letter.to_dict()["reason"]

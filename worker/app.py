@@ -11,7 +11,8 @@ Answers, chosen for how Cloud Tasks retries (every non-2xx is retried):
   (cancelled, insufficient stock); recorded on the order and its ledger entry;
 - 503 with ``Retry-After``: a transient failure, or another delivery holds the
   action's claim; nothing was left half-done, retry later. On the queue's last
-  attempt the failure is first recorded as dead-lettered.
+  attempt the failure (a busy claim or an unexpected error included) is first
+  recorded as dead-lettered.
 """
 
 from __future__ import annotations
@@ -72,23 +73,29 @@ def create_app(config: WorkerConfig | None = None) -> Flask:
         try:
             payload = _payload(config.max_body_bytes)
         except PermanentTaskError as exc:
-            return _reject(performer, str(exc), fields)
+            return _reject(performer, delivery, str(exc), fields)
         fields.update(orderId=payload.order_id, action=payload.action)
         try:
             outcome = performer.perform(payload, delivery)
         except PermanentTaskError as exc:
             if not exc.recorded:
-                return _reject(performer, str(exc), fields)
+                return _reject(performer, delivery, str(exc), fields)
             log.error("action failed for good: %s", exc, extra=fields)
             return _answer(200, outcome="failed", error=str(exc), **_ids(payload))
-        except ClaimHeldError as exc:
-            log.info("busy, asking the queue to come back: %s", exc, extra=fields)
-            return _retry(exc, outcome="busy")
-        except TransientTaskError as exc:
+        except TransientTaskError as exc:  # ClaimHeldError included: the holder may have died
             if delivery.is_last_attempt(config.max_attempts):
-                return _dead_letter(performer, payload, exc, fields)
+                return _dead_letter(performer, payload, delivery, exc, fields)
+            if isinstance(exc, ClaimHeldError):
+                log.info("busy, asking the queue to come back: %s", exc, extra=fields)
+                return _retry(exc, outcome="busy")
             log.warning("transient failure, asking the queue to retry: %s", exc, extra=fields)
             return _retry(exc, outcome="retry")
+        except Exception as exc:
+            if not delivery.is_last_attempt(config.max_attempts):
+                raise  # answered 500 by the crash handler: the queue retries
+            log.exception("unexpected error on the last attempt", extra=fields)
+            failure = TransientTaskError(f"unexpected error {type(exc).__name__}: {exc}")
+            return _dead_letter(performer, payload, delivery, failure, fields)
         log.info("%s %s", payload.action, outcome.value, extra=fields)
         return _answer(200, outcome=outcome.value, **_ids(payload))
 
@@ -161,11 +168,13 @@ def _body_excerpt() -> str:
         return ""
 
 
-def _reject(performer: Performer, reason: str, fields: dict[str, Any]) -> Answer:
+def _reject(
+    performer: Performer, delivery: Delivery, reason: str, fields: dict[str, Any]
+) -> Answer:
     """Record a task that can never succeed and acknowledge it, so it is not retried."""
     log.error("rejected task: %s", reason, extra=fields)
     try:
-        performer.record_rejection(reason, {**fields, "body": _body_excerpt()})
+        performer.record_rejection(delivery, reason, {**fields, "body": _body_excerpt()})
     except Exception as exc:  # recording must not turn a rejection into a crash
         log.error("could not record the rejection: %s", exc, extra=fields)
         return _retry(TransientTaskError(f"{reason}; and recording it failed: {exc}"), "retry")
@@ -173,13 +182,21 @@ def _reject(performer: Performer, reason: str, fields: dict[str, Any]) -> Answer
 
 
 def _dead_letter(
-    performer: Performer, payload: TaskPayload, exc: TransientTaskError, fields: dict[str, Any]
+    performer: Performer,
+    payload: TaskPayload,
+    delivery: Delivery,
+    exc: TransientTaskError,
+    fields: dict[str, Any],
 ) -> Answer:
-    """Record the last attempt's failure as dead-lettered, then answer as the failure deserves."""
+    """Record the last attempt's failure as dead-lettered, then answer as the failure deserves.
+
+    A live claim of another delivery counts too: that delivery may have died
+    and the queue will not come back, so the record says the action may be stuck.
+    """
     reason = f"last attempt failed: {exc}"
     log.error("dead-lettered: %s", reason, extra=fields)
     try:
-        performer.record_dead_letter(payload, reason, fields)
+        performer.record_dead_letter(payload, delivery, reason, fields)
     except Exception as record_exc:  # Firestore may be what failed: the log keeps the record
         log.error("could not record the dead letter: %s", record_exc, extra=fields)
     return _retry(exc, outcome="dead_lettered")

@@ -5,8 +5,11 @@ Each effect is delivered by HTTP POST with an ``Idempotency-Key`` header
 recorded as the document ``outbox/{orderId}:{action}``, created with a
 must-not-exist precondition in the commit that marks the action done: the
 effect is recorded exactly once, together with the action. A receiver that
-sees the same key twice (a retry after a lost answer, or a takeover of a
-crashed delivery's claim) can tell and ignore the repeat. A kind without a
+sees the same key twice (a retry after a lost answer, a commit that failed
+after the POST, or a takeover of a crashed delivery's claim) can tell and
+ignore the repeat. The key is the guarantee at the receiver in any design:
+recording the effect ``pending`` before the POST would cost one more commit per
+delivery and still leave a crash between the POST and the next write. A kind without a
 target URL is recorded ``pending``, for a relay to send.
 """
 

@@ -24,6 +24,7 @@ transient one releases the claim and leaves nothing else behind.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
 import os
 import random
@@ -46,7 +47,7 @@ from orders.schema import (
     OrderStatus,
     action_done,
 )
-from worker.actions import REGISTRY, ActionContext
+from worker.actions import REGISTRY, ActionContext, OrderGuard
 from worker.actions.confirmation import KIND as EMAIL
 from worker.actions.warehouse import KIND as WAREHOUSE
 from worker.config import WorkerConfig
@@ -138,13 +139,16 @@ class Performer:
         if not snapshot.exists:
             self._ledger.release(claimed)
             raise PermanentTaskError(f"order {payload.order_id!r} does not exist")
-        order = snapshot.to_dict() or {}
+        guard = OrderGuard()
         for attempt in range(COMMIT_ATTEMPTS):
+            if attempt > 0 and guard.wanted:  # the order may be what changed: read it again
+                snapshot = order_ref.get(**self._rpc)
             try:
-                done, completed = self._run(order_ref, order, payload, delivery, claimed)
+                done, completed = self._run(order_ref, snapshot, payload, delivery, claimed, guard)
             except (gexc.FailedPrecondition, gexc.AlreadyExists) as exc:
-                # A precondition refused the commit: stock changed since it was read (the
-                # common case: go again after a short pause), or our lease passed and
+                # A precondition refused the commit: stock (or a guarded order) changed
+                # since it was read (the common case: go again after a short pause,
+                # on fresh reads), or our lease passed and
                 # another delivery took the claim over (and may have created the outbox
                 # document): then stop, the new owner finishes. The claim is re-read
                 # only when the refusal may mean that.
@@ -157,9 +161,10 @@ class Performer:
                 time.sleep(random.uniform(0.0, CONFLICT_PAUSE_S))
                 continue
             except PermanentTaskError as exc:
+                order = snapshot.to_dict() or {}
                 self._record_failure(order_ref, order, payload, claimed, str(exc))
                 raise PermanentTaskError(str(exc), recorded=True) from exc
-            except (TransientTaskError, *_TRANSIENT):
+            except BaseException:  # transient, or a bug: nothing was committed, let go
                 self._ledger.release(claimed)
                 raise
             if done == len(ACTIONS) and not completed:  # the last action, done by a race winner
@@ -171,16 +176,20 @@ class Performer:
     def _run(
         self,
         order_ref: firestore.DocumentReference,
-        order: dict[str, Any],
+        snapshot: firestore.DocumentSnapshot,
         payload: TaskPayload,
         delivery: Delivery,
         claim: Claim,
+        guard: OrderGuard,
     ) -> tuple[int, bool]:
         """Run the action, commit it with the ledger entry and the order's record.
 
         Return how many of the order's actions are done after this commit, and
-        whether the commit also completed the order.
+        whether the commit also completed the order. When the action asks for
+        it (``guard``), the commit is refused if the order changed since
+        ``snapshot`` (cancelled meanwhile, say).
         """
+        order = snapshot.to_dict() or {}
         if order.get("status") == OrderStatus.CANCELLED.value:
             raise PermanentTaskError(f"order {payload.order_id} is cancelled")
         with contextlib.ExitStack() as held:  # locks the action takes, until the commit returns
@@ -196,6 +205,7 @@ class Performer:
                     self._locks,
                     held,
                     self._lock_timeout_s,
+                    guard,
                 )
             )
             self._ledger.finish(writes, claim)
@@ -219,9 +229,18 @@ class Performer:
                     ACTIONS_DONE: firestore.Increment(1),
                     **completion,
                 },
+                **self._order_option(snapshot, guard),
             )
             results = writes.commit(**self._rpc)
         return _counter_after(results[-1]), bool(completion)
+
+    def _order_option(
+        self, snapshot: firestore.DocumentSnapshot, guard: OrderGuard
+    ) -> dict[str, Any]:
+        """Return the write option of the order's update: unchanged since read, if guarded."""
+        if not guard.wanted:
+            return {}
+        return {"option": self._client.write_option(last_update_time=snapshot.update_time)}
 
     def _record_failure(
         self,
@@ -251,15 +270,21 @@ class Performer:
                 f"{reason}; but the claim was taken over before the failure was recorded"
             ) from None
 
-    def record_rejection(self, reason: str, detail: dict[str, Any]) -> None:
-        """Record a delivery that can never succeed, and has no order, in ``dead_letters``."""
-        self._client.collection(DEAD_LETTERS).add(
-            {"reason": reason, "receivedAt": firestore.SERVER_TIMESTAMP, **detail}, **self._rpc
-        )
+    def record_rejection(self, delivery: Delivery, reason: str, detail: dict[str, Any]) -> None:
+        """Record a delivery that can never succeed, and has no order, in ``dead_letters``.
 
-    def record_dead_letter(self, payload: TaskPayload, reason: str, detail: dict[str, Any]) -> None:
+        One document per task, named after it and written whole: a write retried
+        after a lost answer, or a later attempt of the task, replaces it.
+        """
+        letter = {"reason": reason, "receivedAt": firestore.SERVER_TIMESTAMP, **detail}
+        ref = self._client.collection(DEAD_LETTERS).document(_letter_id(delivery.task_name))
+        ref.set(letter, **self._rpc)
+
+    def record_dead_letter(
+        self, payload: TaskPayload, delivery: Delivery, reason: str, detail: dict[str, Any]
+    ) -> None:
         """Record that the queue's last attempt of ``payload`` failed: no retry will follow."""
-        self.record_rejection(reason, {**detail, "lastAttempt": True})
+        self.record_rejection(delivery, reason, {**detail, "lastAttempt": True})
         prefix = f"actions.{payload.action}"
         order_ref = self._client.collection(ORDERS).document(payload.order_id)
         entry = order_ref.collection(LEDGER).document(payload.action).get(**self._rpc).to_dict()
@@ -303,6 +328,14 @@ def _is_document_id(order_id: str) -> bool:
     """Tell whether Firestore accepts ``order_id`` as a document id."""
     reserved = order_id in (".", "..") or (order_id.startswith("__") and order_id.endswith("__"))
     return "/" not in order_id and not reserved and len(order_id.encode()) <= 1500
+
+
+def _letter_id(task_name: str) -> str:
+    """Return the id of a task's dead letter: its short name, or a digest of an unusable one."""
+    short = task_name.rsplit("/", 1)[-1]
+    if short and _is_document_id(short):
+        return short
+    return "task-" + hashlib.sha256(task_name.encode()).hexdigest()[:32]
 
 
 def _counter_after(result: Any) -> int:

@@ -32,9 +32,7 @@ from localcloud.tasks.store import TaskStore
 Queue = tasks_v2.Queue.pb()
 BetaQueue = tasks_v2beta3.Queue.pb()
 STATS_FIELD = "stats"
-_UPDATABLE = frozenset(
-    {"rate_limits", "retry_config", "stackdriver_logging_config", "http_target"}
-)
+_UPDATABLE = frozenset({"rate_limits", "retry_config", "stackdriver_logging_config", "http_target"})
 _STATE_FILTER = re.compile(r"\s*state\s*[:=]\s*(RUNNING|PAUSED|DISABLED)\s*", re.IGNORECASE)
 _STATES = {"RUNNING": QUEUE_STATE_RUNNING, "PAUSED": QUEUE_STATE_PAUSED, "DISABLED": 3}
 _OUTPUT_ONLY = frozenset({"name", "state", "purge_time", "rate_limits.max_burst_size"})

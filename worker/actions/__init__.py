@@ -7,7 +7,7 @@ enqueues it: fanout never imports the worker).
 
 from __future__ import annotations
 
-from worker.actions.base import Action, ActionContext
+from worker.actions.base import Action, ActionContext, OrderGuard
 from worker.actions.confirmation import send_confirmation
 from worker.actions.inventory import update_inventory
 from worker.actions.warehouse import notify_warehouse
@@ -18,4 +18,4 @@ REGISTRY: dict[str, Action] = {
     "notify_warehouse": notify_warehouse,
 }
 
-__all__ = ["REGISTRY", "Action", "ActionContext"]
+__all__ = ["REGISTRY", "Action", "ActionContext", "OrderGuard"]

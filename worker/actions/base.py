@@ -15,6 +15,13 @@ from worker.outbox import Outbox
 from worker.serialize import StripedLocks
 
 
+@dataclass
+class OrderGuard:
+    """Whether the action's commit must be refused if the order changed since it was read."""
+
+    wanted: bool = False
+
+
 @dataclass(frozen=True)
 class ActionContext:
     """Everything an action may use.
@@ -39,6 +46,17 @@ class ActionContext:
     locks: StripedLocks = field(default_factory=StripedLocks)
     held: contextlib.ExitStack = field(default_factory=contextlib.ExitStack)
     lock_timeout_s: float = 10.0  # longest wait for a lock, seconds
+    guard: OrderGuard = field(default_factory=OrderGuard)
+
+    def keep_order_unchanged(self) -> None:
+        """Refuse the commit if the order changed since it was read; it then runs again.
+
+        An action whose effect is all in the commit calls this, so that an order
+        cancelled while the action ran is seen on the fresh read (and fails for
+        good) instead of having the effect applied. An action whose effect has
+        already left (a message sent) does not: that cannot be taken back.
+        """
+        self.guard.wanted = True
 
     def serialize(self, keys: Iterable[str]) -> None:
         """Hold this process's locks on ``keys`` until the action's commit has returned.

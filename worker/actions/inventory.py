@@ -12,11 +12,14 @@ def update_inventory(ctx: ActionContext) -> None:
 
     The stock is read, checked and written with a precondition on the update
     time read: a concurrent change refuses the commit and the action runs again
-    on fresh stock. Deliveries in this process that share a sku take turns
-    (:meth:`ActionContext.serialize`) rather than refuse each other's commits.
+    on fresh stock; so does a change of the order (a cancellation is then seen
+    and fails the action for good). Deliveries in this process that share a
+    sku take turns (:meth:`ActionContext.serialize`) rather than refuse each
+    other's commits.
     Too little stock (or an unknown sku) is a permanent failure.
     """
     wanted = order_items(ctx)
+    ctx.keep_order_unchanged()  # a cancellation meanwhile must not take the stock
     refs = [ctx.client.collection(INVENTORY).document(sku) for sku in sorted(wanted)]
     ctx.serialize(ref.path for ref in refs)
     snapshots = {snap.id: snap for snap in ctx.client.get_all(refs, **ctx.rpc)}
