@@ -28,6 +28,7 @@ from fanout.ratecap import CreationRateCap
 from fanout.run import FanoutRunner
 from orders.auth import AuthSettings, CallerVerifier, build_verifier
 from orders.clients import firestore_client, tasks_client
+from orders.collector import settle_heap
 from orders.errors import AuthError, SettingsError
 from orders.logs import TraceMiddleware, configure_logging
 
@@ -126,6 +127,7 @@ def create_app(config: FanoutConfig | None = None, auth: AuthSettings | None = N
         message = f"{type(exc).__name__}: {exc}; the run record has the details"
         return jsonify(error="Internal Server Error", message=message), 500
 
+    settle_heap()  # the app and its clients are built: keep them out of the collector
     return app
 
 

@@ -49,6 +49,7 @@ from orders.settings import env_str
 GOOGLE_CERTS_URL = "https://www.googleapis.com/oauth2/v1/certs"
 GOOGLE_ISSUERS: tuple[str, ...] = ("https://accounts.google.com", "accounts.google.com")
 CLOCK_SKEW_S = 10  # allowed difference between our clock and the issuer's, seconds
+VERIFIED_TOKENS_KEPT = 1024  # verified tokens remembered until they expire
 DEFAULT_CERTS_MAX_AGE_S = 300.0  # cache lifetime when the certs answer has no max-age, seconds
 MIN_REFRESH_INTERVAL_S = 30.0  # an unknown key id refetches the certs at most this often, seconds
 CERTS_TIMEOUT_S = 10.0  # timeout of one certs fetch, seconds
@@ -167,6 +168,9 @@ class CallerVerifier:
         """Verify as ``settings`` say; ``certs`` defaults to a cache of ``settings.certs_url``."""
         self.settings = settings
         self.certs = certs or CertsCache(settings.certs_url)
+        # Tokens verified already, with the time.time() until which each stays valid:
+        # the queue sends one token many times, and a signature check costs CPU.
+        self._verified: dict[str, tuple[Caller, float]] = {}
 
     def verify(self, authorization: str | None) -> Caller:
         """Return the verified caller of a request with this ``Authorization`` header.
@@ -175,6 +179,16 @@ class CallerVerifier:
         :class:`ForbiddenCallerError` (403) or :class:`CertsUnavailableError` (503).
         """
         token = _bearer_token(authorization)
+        cached = self._verified.get(token)
+        if cached is not None and time.time() <= cached[1]:
+            return cached[0]
+        caller = self._verify(token)
+        if len(self._verified) >= VERIFIED_TOKENS_KEPT:
+            self._verified.clear()  # many distinct callers: start over rather than grow
+        self._verified[token] = (caller, float(caller.claims["exp"]) + CLOCK_SKEW_S)
+        return caller
+
+    def _verify(self, token: str) -> Caller:
         try:
             key_id = jwt.decode_header(token).get("kid")
         except (ValueError, auth_exceptions.GoogleAuthError) as exc:

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterator
 
 import pytest
 
 from localcloud.oidc import LocalIssuer
 from orders.auth import (
+    CLOCK_SKEW_S,
     GOOGLE_CERTS_URL,
     GOOGLE_ISSUERS,
     AuthSettings,
@@ -158,3 +160,19 @@ def test_disabling_verification_warns(caplog: pytest.LogCaptureFixture) -> None:
         assert build_verifier(settings, "worker") is None
     assert "AUTH_DISABLED" in caplog.text
     assert build_verifier(AuthSettings("-", frozenset({INVOKER})), "worker") is not None
+
+
+def test_a_verified_token_is_remembered_until_it_expires(
+    issuer: LocalIssuer, other_issuer: LocalIssuer
+) -> None:
+    verifier = verifier_for(issuer)
+    token = issuer.mint(AUDIENCE, INVOKER, lifetime_s=1 - CLOCK_SKEW_S)  # valid 1 s more
+    assert verifier.verify(f"Bearer {token}").email == INVOKER
+    verifier.certs = CertsCache(other_issuer.certs_url)  # keys that verify nothing of issuer's
+    assert verifier.verify(f"Bearer {token}").email == INVOKER  # remembered, not re-checked
+    with pytest.raises(InvalidTokenError):  # another token is checked, and fails
+        verifier.verify(f"Bearer {issuer.mint(AUDIENCE, INVOKER)}")
+    verifier.certs = CertsCache(issuer.certs_url)
+    time.sleep(2.5)
+    with pytest.raises(InvalidTokenError, match=r"expired|Token used too late"):
+        verifier.verify(f"Bearer {token}")

@@ -25,6 +25,7 @@ from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from orders.auth import CallerVerifier, build_verifier
 from orders.clients import firestore_client
+from orders.collector import settle_heap
 from orders.contract import TaskPayload
 from orders.errors import AuthError, PayloadError
 from orders.logs import TraceMiddleware, configure_logging
@@ -108,6 +109,7 @@ def create_app(config: WorkerConfig | None = None) -> Flask:
         log.exception("unexpected error; the queue will retry", extra={"path": request.path})
         return _answer(500, error="Internal Server Error", message=f"{type(exc).__name__}: {exc}")
 
+    settle_heap()  # the app and its clients are built: keep them out of the collector
     return app
 
 
