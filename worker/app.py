@@ -24,7 +24,6 @@ from flask import Flask, Response, jsonify, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from orders.auth import CallerVerifier, build_verifier
-from orders.clients import firestore_client
 from orders.collector import settle_heap
 from orders.contract import TaskPayload
 from orders.errors import AuthError, PayloadError
@@ -39,6 +38,7 @@ from worker.errors import (
     TransientTaskError,
 )
 from worker.perform import Performer
+from worker.store import build_store
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +52,7 @@ def create_app(config: WorkerConfig | None = None) -> Flask:
     app = Flask(__name__)
     app.wsgi_app = TraceMiddleware(app.wsgi_app, config.cloud.project)  # type: ignore[method-assign]
     app.config["MAX_CONTENT_LENGTH"] = config.max_body_bytes
-    performer = Performer(firestore_client(config.cloud), config)
+    performer = Performer(build_store(config.cloud.project, rpc=config.firestore_rpc()), config)
     verifier = build_verifier(config.auth_settings, "worker")
 
     @app.get("/healthz")

@@ -5,6 +5,10 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
+
+from google.api_core import exceptions as gexc
+from google.api_core.retry import Retry, if_exception_type
 
 from orders.auth import AuthSettings
 from orders.errors import SettingsError
@@ -61,6 +65,21 @@ class WorkerConfig:
         """The caller verification settings (always set after construction)."""
         assert self.auth is not None
         return self.auth
+
+    def firestore_rpc(self) -> dict[str, Any]:
+        """Return the retry and timeout of every Firestore call: ``rpc_timeout_s`` in all.
+
+        UNAVAILABLE and INTERNAL are retried: every write of the worker carries a
+        precondition, so a write that did land is refused the second time, and the
+        ledger tells what happened. Refusals and conflicts are the caller's to handle.
+        """
+        retry = Retry(
+            predicate=if_exception_type(gexc.ServiceUnavailable, gexc.InternalServerError),
+            initial=0.1,
+            maximum=1.0,
+            timeout=self.rpc_timeout_s,
+        )
+        return {"retry": retry, "timeout": self.rpc_timeout_s}
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> WorkerConfig:

@@ -20,11 +20,11 @@ from enum import StrEnum
 from typing import Any
 
 from google.api_core import exceptions as gexc
-from google.cloud import firestore
 
 from orders.contract import TaskPayload
 from worker.delivery import Delivery
 from worker.errors import ClaimHeldError, TransientTaskError
+from worker.store import DELETE_FIELD, SERVER_TIMESTAMP, Store, Writes
 
 CLAIM_ATTEMPTS = 5  # reads and writes of one claim before answering 503
 
@@ -41,7 +41,7 @@ class LedgerState(StrEnum):
 class Claim:
     """A live claim this delivery holds: the precondition of its later writes."""
 
-    ref: firestore.DocumentReference
+    path: str  # the ledger entry's full document name
     claim_id: str
     update_time: Any  # the claim write's update time (a protobuf Timestamp)
     attempts: int
@@ -56,17 +56,16 @@ class Settled:
 
 
 class Ledger:
-    """Claims, finishes, fails and releases ledger entries with one Firestore client."""
+    """Claims, finishes, fails and releases ledger entries in one Firestore store."""
 
-    def __init__(self, client: firestore.Client, lease_s: float, rpc: dict[str, Any]) -> None:
-        """Claims live ``lease_s`` seconds; ``rpc`` holds the retry and timeout of each call."""
-        self._client = client
+    def __init__(self, store: Store, lease_s: float) -> None:
+        """Claims live ``lease_s`` seconds."""
+        self._store = store
         self._lease_s = lease_s
-        self._rpc = rpc
 
     def claim(
         self,
-        ref: firestore.DocumentReference,
+        path: str,
         claim_id: str,
         payload: TaskPayload,
         delivery: Delivery,
@@ -76,21 +75,17 @@ class Ledger:
         Raises :class:`ClaimHeldError` when another delivery's claim is live.
         """
         try:
-            result = ref.create(self._claim_fields(claim_id, payload, delivery, 1), **self._rpc)
-            return Claim(ref, claim_id, result.update_time, 1)
+            return self._create(path, claim_id, payload, delivery)
         except gexc.AlreadyExists:
             pass
         for _ in range(CLAIM_ATTEMPTS):
-            snapshot = ref.get(**self._rpc)
+            snapshot = self._store.get(path)
             if not snapshot.exists:  # released meanwhile
                 try:
-                    result = ref.create(
-                        self._claim_fields(claim_id, payload, delivery, 1), **self._rpc
-                    )
-                    return Claim(ref, claim_id, result.update_time, 1)
+                    return self._create(path, claim_id, payload, delivery)
                 except gexc.AlreadyExists:
                     continue
-            entry = snapshot.to_dict() or {}
+            entry = snapshot.fields
             state = entry.get("state")
             retry_failed = state == LedgerState.FAILED and payload.generation > int(
                 entry.get("generation", 0)
@@ -99,7 +94,7 @@ class Ledger:
                 return Settled(LedgerState(state), str(entry.get("error", "")))
             attempts = int(entry.get("attempts", 0)) + 1
             if entry.get("claimId") == claim_id:
-                return Claim(ref, claim_id, snapshot.update_time, attempts - 1)
+                return Claim(path, claim_id, snapshot.update_time, attempts - 1)
             # A failed entry is held by nobody: its old lease does not count.
             remaining_s = 0.0 if retry_failed else _remaining_s(entry.get("leaseUntil"))
             if remaining_s > 0:
@@ -111,55 +106,60 @@ class Ledger:
             fields = self._claim_fields(claim_id, payload, delivery, attempts)
             fields["takenOverFrom"] = entry.get("claimId", "")
             if retry_failed:
-                fields["error"] = firestore.DELETE_FIELD
-            option = self._client.write_option(last_update_time=snapshot.update_time)
+                fields["error"] = DELETE_FIELD
+            writes = self._store.writes()
+            writes.update(path, fields, last_update_time=snapshot.update_time)
             try:
-                result = ref.update(fields, option=option, **self._rpc)
+                (result,) = self._store.commit(writes)
             except gexc.FailedPrecondition:
                 continue  # another delivery took it over first: look again
-            return Claim(ref, claim_id, result.update_time, attempts)
-        raise TransientTaskError(f"ledger entry {ref.path} kept changing while being claimed")
+            return Claim(path, claim_id, result.update_time, attempts)
+        raise TransientTaskError(f"ledger entry {path} kept changing while being claimed")
 
     def holds(self, claim: Claim) -> bool:
         """Tell whether ``claim`` is still this delivery's (not taken over after its lease)."""
-        entry = claim.ref.get(**self._rpc).to_dict() or {}
+        entry = self._store.get(claim.path).fields
         return bool(
             entry.get("state") == LedgerState.CLAIMED.value
             and entry.get("claimId") == claim.claim_id
         )
 
-    def finish(self, writes: firestore.WriteBatch, claim: Claim) -> None:
+    def finish(self, writes: Writes, claim: Claim) -> None:
         """Add to ``writes`` the update that marks the claimed entry done.
 
         The entry already names the delivery (task name, retry and execution
         counts): the claim wrote them.
         """
         writes.update(
-            claim.ref,
-            {"state": LedgerState.DONE.value, "completedAt": firestore.SERVER_TIMESTAMP},
-            option=self._client.write_option(last_update_time=claim.update_time),
+            claim.path,
+            {"state": LedgerState.DONE.value, "completedAt": SERVER_TIMESTAMP},
+            last_update_time=claim.update_time,
         )
 
-    def fail(self, writes: firestore.WriteBatch, claim: Claim, reason: str) -> None:
+    def fail(self, writes: Writes, claim: Claim, reason: str) -> None:
         """Add to ``writes`` the update that marks the claimed entry failed for ``reason``."""
         writes.update(
-            claim.ref,
-            {
-                "state": LedgerState.FAILED.value,
-                "error": reason,
-                "failedAt": firestore.SERVER_TIMESTAMP,
-            },
-            option=self._client.write_option(last_update_time=claim.update_time),
+            claim.path,
+            {"state": LedgerState.FAILED.value, "error": reason, "failedAt": SERVER_TIMESTAMP},
+            last_update_time=claim.update_time,
         )
 
     def release(self, claim: Claim) -> bool:
         """Delete the claim (still ours) so a retry need not wait for the lease; never raises."""
-        option = self._client.write_option(last_update_time=claim.update_time)
+        writes = self._store.writes()
+        writes.delete(claim.path, last_update_time=claim.update_time)
         try:
-            claim.ref.delete(option=option, **self._rpc)
+            self._store.commit(writes)
         except gexc.GoogleAPICallError:
             return False  # it expires with its lease
         return True
+
+    def _create(self, path: str, claim_id: str, payload: TaskPayload, delivery: Delivery) -> Claim:
+        """Create the entry as this delivery's first claim; AlreadyExists if there is one."""
+        writes = self._store.writes()
+        writes.create(path, self._claim_fields(claim_id, payload, delivery, 1))
+        (result,) = self._store.commit(writes)
+        return Claim(path, claim_id, result.update_time, 1)
 
     def _claim_fields(
         self, claim_id: str, payload: TaskPayload, delivery: Delivery, attempts: int
@@ -169,7 +169,7 @@ class Ledger:
             "state": LedgerState.CLAIMED.value,
             "claimId": claim_id,
             "leaseUntil": lease_until,
-            "claimedAt": firestore.SERVER_TIMESTAMP,
+            "claimedAt": SERVER_TIMESTAMP,
             "attempts": attempts,
             "generation": payload.generation,
             "runId": payload.run_id,

@@ -19,12 +19,12 @@ from enum import StrEnum
 from typing import Any
 
 import requests
-from google.cloud import firestore
 from requests.adapters import HTTPAdapter
 
 from orders.contract import TaskPayload
 from orders.schema import OUTBOX
 from worker.errors import PermanentTaskError, TransientTaskError
+from worker.store import SERVER_TIMESTAMP, Store, Writes
 
 _RETRYABLE_HTTP = frozenset({408, 429})
 
@@ -44,14 +44,9 @@ def outbox_key(order_id: str, action: str) -> str:
 class Outbox:
     """Creates outbox documents and delivers them to their kind's target URL."""
 
-    def __init__(
-        self,
-        client: firestore.Client,
-        targets: dict[str, str],
-        timeout_s: float,
-    ) -> None:
+    def __init__(self, store: Store, targets: dict[str, str], timeout_s: float) -> None:
         """Deliver kind ``k`` to ``targets[k]`` (none: stay pending); ``timeout_s`` s a POST."""
-        self._client = client
+        self._store = store
         self._targets = targets
         self._timeout_s = timeout_s
         self._session = requests.Session()
@@ -60,7 +55,7 @@ class Outbox:
 
     def send(
         self,
-        writes: firestore.WriteBatch,
+        writes: Writes,
         payload: TaskPayload,
         kind: str,
         message: dict[str, Any],
@@ -82,13 +77,13 @@ class Outbox:
             status = self._post(url, key, {"idempotencyKey": key, **document})
             document.update(
                 state=OutboxState.DELIVERED.value,
-                deliveredAt=firestore.SERVER_TIMESTAMP,
+                deliveredAt=SERVER_TIMESTAMP,
                 deliveryStatus=status,
             )
         else:
             document["state"] = OutboxState.PENDING.value
-        document["createdAt"] = firestore.SERVER_TIMESTAMP
-        writes.create(self._client.collection(OUTBOX).document(key), document)
+        document["createdAt"] = SERVER_TIMESTAMP
+        writes.create(self._store.document(OUTBOX, key), document)
 
     def _post(self, url: str, key: str, body: dict[str, Any]) -> int:
         try:

@@ -34,8 +34,6 @@ from enum import StrEnum
 from typing import Any
 
 from google.api_core import exceptions as gexc
-from google.api_core.retry import Retry, if_exception_type
-from google.cloud import firestore
 
 from orders.contract import TaskPayload
 from orders.schema import (
@@ -56,6 +54,7 @@ from worker.errors import ClaimHeldError, PermanentTaskError, TransientTaskError
 from worker.ledger import Claim, Ledger, LedgerState, Settled
 from worker.outbox import Outbox
 from worker.serialize import StripedLocks
+from worker.store import SERVER_TIMESTAMP, Doc, Increment, Store
 
 log = logging.getLogger(__name__)
 
@@ -86,20 +85,13 @@ class Outcome(StrEnum):
 class Performer:
     """Runs actions against one Firestore client, built once per process."""
 
-    def __init__(self, client: firestore.Client, config: WorkerConfig) -> None:
-        """Use ``client`` for every delivery, with the config's lease, targets and timeouts."""
-        self._client = client
+    def __init__(self, store: Store, config: WorkerConfig) -> None:
+        """Use ``store`` for every delivery, with the config's lease, targets and timeouts."""
+        self._store = store
         self._reads = ThreadPoolExecutor(READ_THREADS, thread_name_prefix="order-read")
-        retry = Retry(
-            predicate=if_exception_type(gexc.ServiceUnavailable, gexc.InternalServerError),
-            initial=0.1,
-            maximum=1.0,
-            timeout=config.rpc_timeout_s,
-        )
-        self._rpc: dict[str, Any] = {"retry": retry, "timeout": config.rpc_timeout_s}
-        self._ledger = Ledger(client, config.lease_s, self._rpc)
+        self._ledger = Ledger(store, config.lease_s)
         targets = {EMAIL: config.mailer_url, WAREHOUSE: config.warehouse_url}
-        self._outbox = Outbox(client, targets, config.delivery_timeout_s)
+        self._outbox = Outbox(store, targets, config.delivery_timeout_s)
         self._locks = StripedLocks()
         self._lock_timeout_s = config.rpc_timeout_s
 
@@ -110,26 +102,24 @@ class Performer:
             raise PermanentTaskError(f"unknown action {payload.action!r}; known actions: {known}")
         if not _is_document_id(payload.order_id):
             raise PermanentTaskError(f"orderId {payload.order_id!r} is not a Firestore document id")
-        order_ref = self._client.collection(ORDERS).document(payload.order_id)
+        order_path = self._store.document(ORDERS, payload.order_id)
         try:
-            return self._perform(order_ref, payload, delivery)
+            return self._perform(order_path, payload, delivery)
         except _TRANSIENT as exc:
             raise TransientTaskError(f"Firestore is busy or unavailable: {exc}") from exc
         except gexc.InvalidArgument as exc:  # a request Firestore will never accept
             raise PermanentTaskError(f"Firestore refused the request for good: {exc}") from exc
 
-    def _perform(
-        self, order_ref: firestore.DocumentReference, payload: TaskPayload, delivery: Delivery
-    ) -> Outcome:
+    def _perform(self, order_path: str, payload: TaskPayload, delivery: Delivery) -> Outcome:
         # The order's own fields (items, customer) do not change after creation, so a
         # plain read is enough; it runs while the claim is written: one round trip.
-        reading = self._reads.submit(order_ref.get, **self._rpc)
-        ledger_ref = order_ref.collection(LEDGER).document(payload.action)
-        claimed = self._ledger.claim(ledger_ref, _claim_id(), payload, delivery)
+        reading = self._reads.submit(self._store.get, order_path)
+        ledger_path = f"{order_path}/{LEDGER}/{payload.action}"
+        claimed = self._ledger.claim(ledger_path, _claim_id(), payload, delivery)
         if isinstance(claimed, Settled):
             if claimed.state is LedgerState.FAILED:
                 return Outcome.ALREADY_FAILED
-            self._complete_order_if_done(order_ref)
+            self._complete_order_if_done(order_path)
             return Outcome.ALREADY_DONE
         try:
             snapshot = reading.result()
@@ -142,9 +132,9 @@ class Performer:
         guard = OrderGuard()
         for attempt in range(COMMIT_ATTEMPTS):
             if attempt > 0 and guard.wanted:  # the order may be what changed: read it again
-                snapshot = order_ref.get(**self._rpc)
+                snapshot = self._store.get(order_path)
             try:
-                done, completed = self._run(order_ref, snapshot, payload, delivery, claimed, guard)
+                done, completed = self._run(snapshot, payload, delivery, claimed, guard)
             except (gexc.FailedPrecondition, gexc.AlreadyExists) as exc:
                 # A precondition refused the commit: stock (or a guarded order) changed
                 # since it was read (the common case: go again after a short pause,
@@ -161,22 +151,20 @@ class Performer:
                 time.sleep(random.uniform(0.0, CONFLICT_PAUSE_S))
                 continue
             except PermanentTaskError as exc:
-                order = snapshot.to_dict() or {}
-                self._record_failure(order_ref, order, payload, claimed, str(exc))
+                self._record_failure(snapshot, payload, claimed, str(exc))
                 raise PermanentTaskError(str(exc), recorded=True) from exc
             except BaseException:  # transient, or a bug: nothing was committed, let go
                 self._ledger.release(claimed)
                 raise
             if done == len(ACTIONS) and not completed:  # the last action, done by a race winner
-                self._complete_order_if_done(order_ref)  # checks the status, with a precondition
+                self._complete_order_if_done(order_path)  # checks the status, with a precondition
             return Outcome.DONE
         self._ledger.release(claimed)
         raise TransientTaskError(f"order {payload.order_id}: {payload.action} kept conflicting")
 
     def _run(
         self,
-        order_ref: firestore.DocumentReference,
-        snapshot: firestore.DocumentSnapshot,
+        snapshot: Doc,
         payload: TaskPayload,
         delivery: Delivery,
         claim: Claim,
@@ -189,19 +177,18 @@ class Performer:
         it (``guard``), the commit is refused if the order changed since
         ``snapshot`` (cancelled meanwhile, say).
         """
-        order = snapshot.to_dict() or {}
+        order = snapshot.fields
         if order.get("status") == OrderStatus.CANCELLED.value:
             raise PermanentTaskError(f"order {payload.order_id} is cancelled")
         with contextlib.ExitStack() as held:  # locks the action takes, until the commit returns
-            writes = self._client.batch()
+            writes = self._store.writes()
             REGISTRY[payload.action](
                 ActionContext(
                     writes,
-                    self._client,
+                    self._store,
                     order,
                     payload,
                     self._outbox,
-                    self._rpc,
                     self._locks,
                     held,
                     self._lock_timeout_s,
@@ -216,55 +203,42 @@ class Performer:
                 # Every other action was done when the order was read: complete it in this commit.
                 completion = {
                     "status": OrderStatus.COMPLETED.value,
-                    "completedAt": firestore.SERVER_TIMESTAMP,
+                    "completedAt": SERVER_TIMESTAMP,
                 }
             writes.update(
-                order_ref,
+                snapshot.name,
                 {
                     f"{prefix}.state": ActionState.DONE.value,
-                    f"{prefix}.completedAt": firestore.SERVER_TIMESTAMP,
+                    f"{prefix}.completedAt": SERVER_TIMESTAMP,
                     f"{prefix}.attempts": claim.attempts,
                     f"{prefix}.generation": payload.generation,
                     f"{prefix}.taskName": delivery.task_name,
-                    ACTIONS_DONE: firestore.Increment(1),
+                    ACTIONS_DONE: Increment(1),
                     **completion,
                 },
-                **self._order_option(snapshot, guard),
+                last_update_time=snapshot.update_time if guard.wanted else None,
             )
-            results = writes.commit(**self._rpc)
-        return _counter_after(results[-1]), bool(completion)
-
-    def _order_option(
-        self, snapshot: firestore.DocumentSnapshot, guard: OrderGuard
-    ) -> dict[str, Any]:
-        """Return the write option of the order's update: unchanged since read, if guarded."""
-        if not guard.wanted:
-            return {}
-        return {"option": self._client.write_option(last_update_time=snapshot.update_time)}
+            results = self._store.commit(writes)
+        return _counter_after(results[-1].transform_results), bool(completion)
 
     def _record_failure(
-        self,
-        order_ref: firestore.DocumentReference,
-        order: dict[str, Any],
-        payload: TaskPayload,
-        claim: Claim,
-        reason: str,
+        self, snapshot: Doc, payload: TaskPayload, claim: Claim, reason: str
     ) -> None:
         """Write a permanent failure on the ledger entry and the order (failed, unless done)."""
-        writes = self._client.batch()
+        writes = self._store.writes()
         self._ledger.fail(writes, claim, reason)
         prefix = f"actions.{payload.action}"
         update: dict[str, Any] = {
             f"{prefix}.state": ActionState.FAILED.value,
             f"{prefix}.lastError": reason,
-            f"{prefix}.failedAt": firestore.SERVER_TIMESTAMP,
+            f"{prefix}.failedAt": SERVER_TIMESTAMP,
             f"{prefix}.attempts": claim.attempts,
         }
-        if order.get("status") in _COMPLETABLE:
+        if snapshot.fields.get("status") in _COMPLETABLE:
             update["status"] = OrderStatus.FAILED.value
-        writes.update(order_ref, update)
+        writes.update(snapshot.name, update)
         try:
-            writes.commit(**self._rpc)
+            self._store.commit(writes)
         except gexc.FailedPrecondition:
             raise TransientTaskError(
                 f"{reason}; but the claim was taken over before the failure was recorded"
@@ -276,9 +250,12 @@ class Performer:
         One document per task, named after it and written whole: a write retried
         after a lost answer, or a later attempt of the task, replaces it.
         """
-        letter = {"reason": reason, "receivedAt": firestore.SERVER_TIMESTAMP, **detail}
-        ref = self._client.collection(DEAD_LETTERS).document(_letter_id(delivery.task_name))
-        ref.set(letter, **self._rpc)
+        writes = self._store.writes()
+        writes.set(
+            self._store.document(DEAD_LETTERS, _letter_id(delivery.task_name)),
+            {"reason": reason, "receivedAt": SERVER_TIMESTAMP, **detail},
+        )
+        self._store.commit(writes)
 
     def record_dead_letter(
         self, payload: TaskPayload, delivery: Delivery, reason: str, detail: dict[str, Any]
@@ -286,42 +263,39 @@ class Performer:
         """Record that the queue's last attempt of ``payload`` failed: no retry will follow."""
         self.record_rejection(delivery, reason, {**detail, "lastAttempt": True})
         prefix = f"actions.{payload.action}"
-        order_ref = self._client.collection(ORDERS).document(payload.order_id)
-        entry = order_ref.collection(LEDGER).document(payload.action).get(**self._rpc).to_dict()
-        if (entry or {}).get("state") == LedgerState.DONE.value:
+        order_path = self._store.document(ORDERS, payload.order_id)
+        entry = self._store.get(f"{order_path}/{LEDGER}/{payload.action}").fields
+        if entry.get("state") == LedgerState.DONE.value:
             return  # the action did take effect (a later step failed): it stays done
+        writes = self._store.writes()
+        writes.update(
+            order_path,
+            {f"{prefix}.state": ActionState.DEAD_LETTERED.value, f"{prefix}.lastError": reason},
+        )
         with contextlib.suppress(gexc.NotFound):
-            order_ref.update(
-                {
-                    f"{prefix}.state": ActionState.DEAD_LETTERED.value,
-                    f"{prefix}.lastError": reason,
-                },
-                **self._rpc,
-            )
+            self._store.commit(writes)
 
-    def _complete_order_if_done(self, order_ref: firestore.DocumentReference) -> None:
+    def _complete_order_if_done(self, order_path: str) -> None:
         """Mark the order completed once every action is done; a no-op otherwise."""
         for _ in range(COMPLETION_ATTEMPTS):
-            snapshot = order_ref.get(**self._rpc)
-            order = snapshot.to_dict() or {}
+            snapshot = self._store.get(order_path)
+            order = snapshot.fields
             if order.get("status") not in _COMPLETABLE:
                 return
             if not all(action_done(order, name) for name in ACTIONS):
                 return
-            option = self._client.write_option(last_update_time=snapshot.update_time)
+            writes = self._store.writes()
+            writes.update(
+                order_path,
+                {"status": OrderStatus.COMPLETED.value, "completedAt": SERVER_TIMESTAMP},
+                last_update_time=snapshot.update_time,
+            )
             try:
-                order_ref.update(
-                    {
-                        "status": OrderStatus.COMPLETED.value,
-                        "completedAt": firestore.SERVER_TIMESTAMP,
-                    },
-                    option=option,
-                    **self._rpc,
-                )
+                self._store.commit(writes)
                 return
             except gexc.FailedPrecondition:
                 continue  # someone else wrote the order meanwhile: look again
-        raise TransientTaskError(f"order {order_ref.id} kept changing while being completed")
+        raise TransientTaskError(f"order {order_path} kept changing while being completed")
 
 
 def _is_document_id(order_id: str) -> bool:
@@ -338,11 +312,11 @@ def _letter_id(task_name: str) -> str:
     return "task-" + hashlib.sha256(task_name.encode()).hexdigest()[:32]
 
 
-def _counter_after(result: Any) -> int:
+def _counter_after(transform_results: list[Any]) -> int:
     """Return the integer a write's one Increment transform left (0 if there is none)."""
-    for value in result.transform_results:
-        if value._pb.WhichOneof("value_type") == "integer_value":
-            return int(value.integer_value)
+    for value in transform_results:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
     return 0
 
 

@@ -7,12 +7,11 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from google.cloud import firestore
-
 from orders.contract import TaskPayload
 from worker.errors import PermanentTaskError
 from worker.outbox import Outbox
 from worker.serialize import StripedLocks
+from worker.store import Store, Writes
 
 
 @dataclass
@@ -29,7 +28,7 @@ class ActionContext:
     ``writes`` is the commit that also marks the action done in the ledger and on
     the order: whatever the action adds to it happens exactly when the action is
     recorded done, and never twice. Documents an action reads and then writes in
-    it get a ``last_update_time`` precondition (:meth:`precondition`), so the
+    it get a ``last_update_time`` precondition (their ``update_time``), so the
     commit is an optimistic transaction: if one changed since the read, the
     whole commit is refused and the delivery runs the action again. An action
     that reads documents other deliveries write often (a popular sku) first
@@ -37,12 +36,11 @@ class ActionContext:
     other instead of having their commits refused.
     """
 
-    writes: firestore.WriteBatch
-    client: firestore.Client
+    writes: Writes
+    store: Store
     order: dict[str, Any]
     payload: TaskPayload
     outbox: Outbox
-    rpc: dict[str, Any]
     locks: StripedLocks = field(default_factory=StripedLocks)
     held: contextlib.ExitStack = field(default_factory=contextlib.ExitStack)
     lock_timeout_s: float = 10.0  # longest wait for a lock, seconds
@@ -69,10 +67,6 @@ class ActionContext:
     def send(self, kind: str, message: dict[str, Any]) -> None:
         """Record ``message`` in the outbox and deliver it with its idempotency key."""
         self.outbox.send(self.writes, self.payload, kind, message)
-
-    def precondition(self, snapshot: firestore.DocumentSnapshot) -> Any:
-        """Return the write option that refuses a write if ``snapshot``'s document changed."""
-        return self.client.write_option(last_update_time=snapshot.update_time)
 
 
 Action = Callable[[ActionContext], None]

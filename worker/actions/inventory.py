@@ -20,17 +20,19 @@ def update_inventory(ctx: ActionContext) -> None:
     """
     wanted = order_items(ctx)
     ctx.keep_order_unchanged()  # a cancellation meanwhile must not take the stock
-    refs = [ctx.client.collection(INVENTORY).document(sku) for sku in sorted(wanted)]
-    ctx.serialize(ref.path for ref in refs)
-    snapshots = {snap.id: snap for snap in ctx.client.get_all(refs, **ctx.rpc)}
-    for ref in refs:
-        snapshot = snapshots.get(ref.id)
+    paths = {sku: ctx.store.document(INVENTORY, sku) for sku in sorted(wanted)}
+    ctx.serialize(paths.values())
+    snapshots = ctx.store.get_all(paths.values())
+    for sku, path in paths.items():
+        snapshot = snapshots.get(path)
         if snapshot is None or not snapshot.exists:
-            raise PermanentTaskError(f"sku {ref.id!r} of order {ctx.payload.order_id} is unknown")
-        stock = (snapshot.to_dict() or {}).get("stock")  # missing sku or field: no stock
-        if not isinstance(stock, int) or stock < wanted[ref.id]:
+            raise PermanentTaskError(f"sku {sku!r} of order {ctx.payload.order_id} is unknown")
+        stock = snapshot.fields.get("stock")  # a missing field: no stock
+        if not isinstance(stock, int) or stock < wanted[sku]:
             raise PermanentTaskError(
-                f"insufficient stock of {ref.id!r} for order {ctx.payload.order_id}: "
-                f"{wanted[ref.id]} wanted, {stock} in stock"
+                f"insufficient stock of {sku!r} for order {ctx.payload.order_id}: "
+                f"{wanted[sku]} wanted, {stock} in stock"
             )
-        ctx.writes.update(ref, {"stock": stock - wanted[ref.id]}, option=ctx.precondition(snapshot))
+        ctx.writes.update(
+            path, {"stock": stock - wanted[sku]}, last_update_time=snapshot.update_time
+        )
