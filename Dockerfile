@@ -30,13 +30,12 @@ RUN pip install --no-deps dist/*.whl && rm -rf dist
 RUN useradd --uid 10001 --no-create-home --shell /usr/sbin/nologin app
 USER 10001
 
-# Cloud Run sets PORT; an empty BIND_HOST listens on every interface of the container. Two workers of 16 threads suit one vCPU of I/O-bound
-# requests; --timeout 300 s is above the tasks' dispatch deadline (60 s) and the
-# fanout's attempt deadline (180 s), so gunicorn never kills a request Cloud Tasks
-# or Cloud Scheduler is still waiting for.
+# Cloud Run sets PORT; an empty BIND_HOST listens on every interface of the
+# container. orders/serving.py holds gunicorn's settings (workers, threads,
+# connections per process, timeouts), read from GUNICORN_WORKERS and GUNICORN_THREADS.
 ENV SERVICE=worker \
     BIND_HOST="" \
     PORT=8080 \
     GUNICORN_WORKERS=2 \
     GUNICORN_THREADS=16
-CMD exec gunicorn --bind "${BIND_HOST}:${PORT}" --workers "${GUNICORN_WORKERS}" --threads "${GUNICORN_THREADS}" --timeout 300 --graceful-timeout 20 --access-logfile - "${SERVICE}.app:create_app()"
+CMD exec gunicorn --config python:orders.serving --bind "${BIND_HOST}:${PORT}" --access-logfile - "${SERVICE}.app:create_app()"

@@ -6,8 +6,9 @@ delivers every (order, action) task over HTTP, as Cloud Tasks would (headers and
 token), from 32 concurrent senders, after an unmeasured warm-up of 100 orders
 (the emulator is a JVM). Then, in the same run and at the same
 concurrency, it measures the emulator's raw ceiling: one read-modify-write
-transaction per task on distinct documents. The last line of stdout is one JSON
-object: tasks/s, p50/p99 latency (ms), the ceiling and the ratio.
+transaction per task on distinct documents, three times over (the median round
+counts). The last line of stdout is one JSON object: tasks/s, p50/p99 latency
+(ms), the ceiling and the ratio.
 
     .venv/bin/python bench/worker.py [--orders 400] [--concurrency 32]
 """
@@ -26,9 +27,8 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import requests
+import urllib3
 from google.cloud import firestore
-from requests.adapters import HTTPAdapter
 
 from localcloud.firestore_emulator import FirestoreEmulator
 from localcloud.oidc import LocalIssuer
@@ -40,6 +40,7 @@ from orders.schema import ACTIONS, ORDERS
 
 QUEUE = "bench-queue"
 WARMUP_ORDERS = 100  # delivered first and not measured
+CEILING_ROUNDS = 3  # the ceiling is the median round: a 2-second round varies by 15%
 INVOKER = "bench-invoker@bench.iam.gserviceaccount.com"
 
 
@@ -82,10 +83,12 @@ def bench_worker(project: str, orders: int, concurrency: int, log_dir: Path) -> 
             "AUTH_CERTS_URL": issuer.certs_url,
             "WAREHOUSE_URL": warehouse.url,
             "LOG_LEVEL": "WARNING",
+            "GUNICORN_WORKERS": "2",  # as in the demo and the image
+            "GUNICORN_THREADS": "16",
         }
         argv = [
-            sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{port}",
-            "--workers", "2", "--threads", "16", "worker.app:create_app()",
+            sys.executable, "-m", "gunicorn", "--config", "python:orders.serving",
+            "--bind", f"127.0.0.1:{port}", "worker.app:create_app()",
         ]  # fmt: skip
         worker = ManagedProcess("worker", argv, log_dir / "worker.log", env)
         worker.start()
@@ -93,15 +96,17 @@ def bench_worker(project: str, orders: int, concurrency: int, log_dir: Path) -> 
             worker.wait_until(lambda: http_ok(f"{url}/healthz"), 60)
             warm = [TaskPayload(o, a, 0, "bench") for a in ACTIONS for o in warmup]
             tasks = [TaskPayload(o, a, 0, "bench") for a in ACTIONS for o in ids]
-            session = requests.Session()
-            session.mount("http://", HTTPAdapter(pool_maxsize=concurrency))
+            # urllib3 without requests on top: the sender shares the machine's two
+            # cores with the worker and the emulator, so it should cost little.
+            pool = urllib3.HTTPConnectionPool("127.0.0.1", port, maxsize=concurrency, block=True)
             token = issuer.mint(url, INVOKER)
             failures: list[str] = []
 
             def send(task: TaskPayload, i: int) -> None:
-                answer = session.post(
-                    f"{url}/tasks",
-                    data=task.to_json(),
+                answer = pool.request(
+                    "POST",
+                    "/tasks",
+                    body=task.to_json(),
                     headers={
                         "Content-Type": "application/json",
                         "Authorization": f"Bearer {token}",
@@ -110,10 +115,11 @@ def bench_worker(project: str, orders: int, concurrency: int, log_dir: Path) -> 
                         "X-CloudTasks-TaskRetryCount": "0",
                         "X-CloudTasks-TaskExecutionCount": "0",
                     },
-                    timeout=60,
+                    timeout=60.0,
+                    retries=False,
                 )
-                if answer.status_code != 200 or answer.json().get("outcome") != "done":
-                    failures.append(f"{answer.status_code} {answer.text[:200]}")
+                if answer.status != 200 or json.loads(answer.data).get("outcome") != "done":
+                    failures.append(f"{answer.status} {answer.data[:200]!r}")
 
             # Warm up the emulator's JIT, the channels and the thread pools first.
             timed_run(lambda i: send(warm[i], i), len(warm), concurrency)
@@ -159,9 +165,15 @@ def bench_ceiling(project: str, count: int, concurrency: int) -> dict[str, float
 
         bump(db.transaction())
 
-    seconds, latencies = timed_run(read_modify_write, count, concurrency)
+    rounds = []
+    for _ in range(CEILING_ROUNDS):
+        seconds, latencies = timed_run(read_modify_write, count, concurrency)
+        rounds.append((count / seconds, latencies))
+    rounds.sort(key=lambda r: r[0])
+    per_s, latencies = rounds[len(rounds) // 2]  # the median round
+    print(f"  ceiling rounds: {[round(r[0], 1) for r in rounds]} tasks/s", file=sys.stderr)
     return {
-        "ceiling_tasks_per_s": round(count / seconds, 1),
+        "ceiling_tasks_per_s": round(per_s, 1),
         "ceiling_p50_ms": percentile_ms(latencies, 0.50),
         "ceiling_p99_ms": percentile_ms(latencies, 0.99),
     }

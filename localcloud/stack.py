@@ -159,14 +159,20 @@ class LocalStack:
         argv = [
             sys.executable, "-m", "gunicorn",
             "--bind", base_url.removeprefix("http://"),
-            "--workers", str(self.options.gunicorn_workers),
-            "--threads", str(self.options.gunicorn_threads),
+            "--config", "python:orders.serving",
             "--timeout", str(GUNICORN_TIMEOUT_S),
             "--graceful-timeout", "5",
             f"{name}.app:create_app()",
         ]  # fmt: skip
+        gunicorn = {
+            "GUNICORN_WORKERS": str(self.options.gunicorn_workers),
+            "GUNICORN_THREADS": str(self.options.gunicorn_threads),
+        }
         process = ManagedProcess(
-            name, argv, self.log_dir / f"{name}.log", {**self.service_env(), **(env or {})}
+            name,
+            argv,
+            self.log_dir / f"{name}.log",
+            {**self.service_env(), **gunicorn, **(env or {})},
         )
         self._services.append(process)
         process.start()

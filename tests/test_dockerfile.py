@@ -22,6 +22,7 @@ import pytest
 import requests
 
 from localcloud.processes import ManagedProcess, free_port, http_ok
+from orders import serving
 
 ROOT = Path(__file__).resolve().parents[1]
 SKIPPED_RUN = ("python -m venv /opt/venv", "useradd ")  # done by the test, or not needed
@@ -74,8 +75,9 @@ def test_the_image_is_pinned_slim_non_root_and_serves_on_port() -> None:
     assert users and users[-1] not in ("root", "0")
     cmd = dict(final.steps)["CMD"]
     assert '--bind "${BIND_HOST}:${PORT}"' in cmd and '"${SERVICE}.app:create_app()"' in cmd
-    timeout_s = int(re.search(r"--timeout (\d+)", cmd).group(1))  # type: ignore[union-attr]
-    assert timeout_s > 180  # above the dispatch deadline (60 s) and the attempt deadline (180 s)
+    assert "--config python:orders.serving" in cmd and "--timeout" not in cmd
+    assert serving.timeout > 180  # above the dispatch deadline (60 s) and the attempt deadline
+    assert serving.threads < serving.worker_connections <= 2 * serving.threads
     # Dependencies are installed before the code is copied in.
     order = [argument for instruction, argument in final.steps if instruction in ("RUN", "COPY")]
     deps = next(i for i, a in enumerate(order) if "pip install -r requirements.txt" in a)
