@@ -12,6 +12,7 @@ import re
 from collections.abc import Iterator
 from typing import Any
 
+import grpc
 import pytest
 from google.api_core import exceptions as gexc
 from google.cloud import firestore
@@ -488,11 +489,21 @@ def test_without_the_emulator_the_store_uses_default_credentials(
         asked.append(kwargs)
         return AnonymousCredentials(), "adc-project"
 
+    channels: list[tuple[Any, str]] = []
+
+    def secure_channel(credentials: Any, request: Any, target: str, **kwargs: Any) -> Any:
+        channels.append((credentials, target))
+        return grpc.insecure_channel("127.0.0.1:1")  # never called
+
     monkeypatch.setattr("google.auth.default", default)
+    monkeypatch.setattr("google.auth.transport.grpc.secure_authorized_channel", secure_channel)
     cloud = build_store("prod", "orders-db", environ={})
     try:
         assert asked, "Application Default Credentials were not asked for"
-        assert cloud.api.api_endpoint == "firestore.googleapis.com"
+        assert "https://www.googleapis.com/auth/datastore" in asked[0]["scopes"]
+        ((credentials, target),) = channels
+        assert isinstance(credentials, AnonymousCredentials)
+        assert target == "firestore.googleapis.com:443"
         assert cloud.metadata == (
             ("google-cloud-resource-prefix", "projects/prod/databases/orders-db"),
         )
