@@ -384,6 +384,17 @@ def test_get_of_a_missing_document(store: Store) -> None:
     assert doc.to_dict() == {} and doc.id == "nope"
 
 
+def test_a_read_started_early_gives_what_get_gives(store: Store, db: firestore.Client) -> None:
+    db.document("orders/o1").set({"status": "pending", "items": [{"sku": "a", "quantity": 2}]})
+    present, missing = (
+        store.get_later(store.document("orders", "o1")),
+        store.get_later(store.document("orders", "nope")),
+    )
+    assert present() == store.get(store.document("orders", "o1"))
+    assert present().fields["items"] == [{"sku": "a", "quantity": 2}]
+    assert missing() == Doc(store.document("orders", "nope"), False, {}, None)
+
+
 def test_get_all_includes_missing_documents(store: Store, db: firestore.Client) -> None:
     db.document("inventory/sku-1").set({"stock": 3})
     db.document("inventory/sku-3").set({"stock": 5})

@@ -87,6 +87,27 @@ class FirestoreRpc:
         metadata = (*self.metadata, routing_header.to_grpc_metadata((("name", name),)))
         return self._call(lambda: self._get(request, metadata=metadata, timeout=self._timeout_s))
 
+    def get_document_later(self, name: str) -> Callable[[], Any]:
+        """Start reading ``name`` now, without a thread; return what waits for the answer.
+
+        Calling the result returns the raw ``Document`` (NotFound when there is
+        none). If this one attempt fails, the read is made again, with the retry.
+        """
+        request = _GetDocumentRequest(name=name)
+        metadata = (*self.metadata, routing_header.to_grpc_metadata((("name", name),)))
+        pending = self._get.future(request, metadata=metadata, timeout=self._timeout_s)
+
+        def answer() -> Any:
+            try:
+                return pending.result()
+            except grpc.RpcError as exc:
+                error = gexc.from_grpc_error(exc)
+                if isinstance(error, gexc.NotFound) or self._retry is None:
+                    raise error from exc
+            return self.get_document(name)
+
+        return answer
+
     def batch_get_documents(self, request: Any) -> list[Any]:
         """Return the raw ``BatchGetDocumentsResponse`` messages of a raw request."""
         return self._call(

@@ -29,7 +29,6 @@ import logging
 import os
 import random
 import time
-from concurrent.futures import ThreadPoolExecutor
 from enum import StrEnum
 from typing import Any
 
@@ -69,7 +68,6 @@ _TRANSIENT = (
 ACTIONS_DONE = "actionsDone"  # on the order: how many actions are done, counted by the commits
 COMMIT_ATTEMPTS = 8  # optimistic runs of an action before answering 503
 CONFLICT_PAUSE_S = 0.05  # longest random pause before running an action again, seconds
-READ_THREADS = 64  # order reads run beside the claim write
 COMPLETION_ATTEMPTS = 10  # optimistic tries to mark an order completed before answering 503
 _COMPLETABLE = frozenset({OrderStatus.PENDING.value, OrderStatus.QUEUED.value})
 
@@ -88,7 +86,6 @@ class Performer:
     def __init__(self, store: Store, config: WorkerConfig) -> None:
         """Use ``store`` for every delivery, with the config's lease, targets and timeouts."""
         self._store = store
-        self._reads = ThreadPoolExecutor(READ_THREADS, thread_name_prefix="order-read")
         self._ledger = Ledger(store, config.lease_s)
         targets = {EMAIL: config.mailer_url, WAREHOUSE: config.warehouse_url}
         self._outbox = Outbox(store, targets, config.delivery_timeout_s)
@@ -113,7 +110,7 @@ class Performer:
     def _perform(self, order_path: str, payload: TaskPayload, delivery: Delivery) -> Outcome:
         # The order's own fields (items, customer) do not change after creation, so a
         # plain read is enough; it runs while the claim is written: one round trip.
-        reading = self._reads.submit(self._store.get, order_path)
+        reading = self._store.get_later(order_path)
         ledger_path = f"{order_path}/{LEDGER}/{payload.action}"
         claimed = self._ledger.claim(ledger_path, _claim_id(), payload, delivery)
         if isinstance(claimed, Settled):
@@ -122,7 +119,7 @@ class Performer:
             self._complete_order_if_done(order_path)
             return Outcome.ALREADY_DONE
         try:
-            snapshot = reading.result()
+            snapshot = reading()
         except BaseException:
             self._ledger.release(claimed)
             raise

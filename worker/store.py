@@ -28,7 +28,7 @@ import datetime as dt
 import functools
 import os
 import re
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -253,6 +253,18 @@ class Store:
             return _document(self._calls.get_document(path))
         except gexc.NotFound:
             return Doc(path, False, {}, None)
+
+    def get_later(self, path: str) -> Callable[[], Doc]:
+        """Start reading one document; the returned function waits for it, as :meth:`get`."""
+        answer = self._calls.get_document_later(path)
+
+        def doc() -> Doc:
+            try:
+                return _document(answer())
+            except gexc.NotFound:
+                return Doc(path, False, {}, None)
+
+        return doc
 
     def get_all(self, paths: Iterable[str]) -> dict[str, Doc]:
         """Read documents in one BatchGetDocuments call, keyed by full path, in given order.
