@@ -19,18 +19,16 @@ from google.cloud import firestore
 from google.cloud.firestore_v1.field_path import FieldPath
 from google.protobuf import timestamp_pb2
 
-from worker.store import (
+from worker.store import Doc, Store, build_store
+from worker.values import (
     DELETE_FIELD,
     SERVER_TIMESTAMP,
     ArrayRemove,
     ArrayUnion,
-    Doc,
     GeoPoint,
     Increment,
     Maximum,
     Reference,
-    Store,
-    build_store,
 )
 
 TIMESTAMP = "<server timestamp>"  # what a SERVER_TIMESTAMP value normalises to
