@@ -221,7 +221,7 @@ def add_transforms(write: Any, transforms: list[Transform]) -> None:
         elif isinstance(spec, ArrayRemove):
             _encode_array(transform.remove_all_from_array, spec.values, names)
         else:  # another sentinel of the official client (none exists today)
-            raise TypeError(f"field {describe(names)}: {spec!r} is not supported by worker.store")
+            raise TypeError(f"field {describe(names)}: {spec!r} is not supported here")
 
 
 # --- decoding: raw protobuf into Python values ----------------------------------------
