@@ -10,6 +10,7 @@ import sys
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
@@ -26,8 +27,10 @@ from tests.servers import ServerThread
 from tests.tcp_proxy import TcpProxy
 from tests.worker_setup import AUDIENCE, INVOKER, QUEUE, Sender, worker_config
 from worker.actions import REGISTRY, ActionContext
+from worker.actions.confirmation import send_confirmation
 from worker.actions.inventory import update_inventory
 from worker.app import create_app
+from worker.firestore_rpc import FirestoreRpc
 
 
 @pytest.fixture(scope="module")
@@ -498,3 +501,64 @@ def test_a_task_has_one_dead_letter_however_often_it_is_recorded(
         assert worker.post(b"not json", headers).json()["outcome"] == "rejected"
     (letter,) = list(db.collection(DEAD_LETTERS).stream())
     assert letter.id == "t7" and "JSON" in letter.to_dict()["reason"]
+
+
+def test_an_order_cancelled_before_its_last_message_is_recorded_is_not_completed(
+    db: firestore.Client, worker: Sender, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (order_id,) = seed_orders(db, 1)
+    for action in ("update_inventory", "notify_warehouse"):
+        assert worker.deliver(TaskPayload(order_id, action, 0, "r")).json()["outcome"] == "done"
+
+    def cancelled_meanwhile(ctx: ActionContext) -> None:
+        db.collection(ORDERS).document(order_id).update({"status": "cancelled"})
+        send_confirmation(ctx)  # the order was read before: pending, two actions done
+
+    monkeypatch.setitem(REGISTRY, "send_confirmation", cancelled_meanwhile)
+    answer = worker.deliver(TaskPayload(order_id, "send_confirmation", 0, "r"))
+    assert (answer.status_code, answer.json()["outcome"]) == (200, "done")  # the message left
+    recorded = order(db, order_id)
+    assert recorded["status"] == "cancelled" and recorded.get("completedAt") is None
+    assert recorded["actions"]["send_confirmation"]["state"] == "done"
+    assert recorded["actionsDone"] == len(ACTIONS)
+
+
+def test_a_commit_whose_answer_was_lost_is_done_not_taken_over(
+    db: firestore.Client, worker: Sender, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (order_id,) = seed_orders(db, 1, skus=1)
+    before = stock(db)
+    original = FirestoreRpc.commit
+    resent: list[Any] = []
+
+    def answer_lost(self: FirestoreRpc, request: Any) -> Any:
+        response = original(self, request)
+        final = any(
+            t.field_path == "actionsDone" for w in request.writes for t in w.update_transforms
+        )
+        if final and not resent:
+            resent.append(request)  # the answer was lost: the retry sends it again, refused
+            return original(self, request)
+        return response
+
+    monkeypatch.setattr(FirestoreRpc, "commit", answer_lost)
+    answer = worker.deliver(TaskPayload(order_id, "update_inventory", 0, "r"))
+    assert resent, "the final commit was not resent"
+    assert (answer.status_code, answer.json()["outcome"]) == (200, "done")
+    assert stock(db) == before - order(db, order_id)["items"][0]["quantity"]
+    assert order(db, order_id)["actionsDone"] == 1
+
+
+def test_a_dead_letter_never_overwrites_an_action_done_meanwhile(
+    db: firestore.Client, worker: Sender
+) -> None:
+    (order_id,) = seed_orders(db, 1)
+    payload = TaskPayload(order_id, "send_confirmation", 0, "r")
+    assert worker.deliver(payload).json()["outcome"] == "done"
+    # The ledger as a last attempt may read it just before the holder's commit lands.
+    held = db.collection(ORDERS).document(order_id).collection(LEDGER).document(payload.action)
+    lease_until = datetime.datetime.now(datetime.UTC) + datetime.timedelta(seconds=600)
+    held.set({"state": "claimed", "claimId": "a-live-delivery", "leaseUntil": lease_until})
+    last = worker.deliver(payload, retry_count=99)
+    assert (last.status_code, last.json()["outcome"]) == (503, "dead_lettered")
+    assert order(db, order_id)["actions"]["send_confirmation"]["state"] == "done"

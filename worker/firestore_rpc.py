@@ -2,8 +2,8 @@
 
 Requests and responses are raw protobuf (``google.cloud.firestore_v1.types``'
 ``pb()`` classes), so nothing is converted on the way. Each call carries the
-headers the client library sends (the ``google-cloud-resource-prefix`` and the
-``x-goog-request-params`` routing header), fails with ``google.api_core``'s
+client library's ``google-cloud-resource-prefix`` and ``x-goog-request-params``
+routing headers (not its ``x-goog-api-client`` telemetry header), fails with ``google.api_core``'s
 exceptions, and is retried by the worker's :class:`~google.api_core.retry.Retry`.
 Made this way a call costs about a third less client CPU than through the
 generated client's wrapper layers, which the worker's hot path pays three times
@@ -91,22 +91,19 @@ class FirestoreRpc:
         """Start reading ``name`` now, without a thread; return what waits for the answer.
 
         Calling the result returns the raw ``Document`` (NotFound when there is
-        none). If this one attempt fails, the read is made again, with the retry.
+        none). The started read is the first attempt: if it fails with an error
+        the retry retries, the read is made again, as :meth:`get_document` would.
         """
         request = _GetDocumentRequest(name=name)
         metadata = (*self.metadata, routing_header.to_grpc_metadata((("name", name),)))
-        pending = self._get.future(request, metadata=metadata, timeout=self._timeout_s)
+        started = [self._get.future(request, metadata=metadata, timeout=self._timeout_s)]
 
-        def answer() -> Any:
-            try:
-                return pending.result()
-            except grpc.RpcError as exc:
-                error = gexc.from_grpc_error(exc)
-                if isinstance(error, gexc.NotFound) or self._retry is None:
-                    raise error from exc
-            return self.get_document(name)
+        def attempt() -> Any:
+            if started:
+                return started.pop().result()
+            return self._get(request, metadata=metadata, timeout=self._timeout_s)
 
-        return answer
+        return lambda: self._call(attempt)
 
     def batch_get_documents(self, request: Any) -> list[Any]:
         """Return the raw ``BatchGetDocumentsResponse`` messages of a raw request."""

@@ -37,6 +37,14 @@ class LedgerState(StrEnum):
     FAILED = "failed"
 
 
+class Standing(StrEnum):
+    """Where a delivery's claim stands after one of its commits was refused."""
+
+    HELD = "held"  # still this delivery's: the refusal was about something else
+    DONE = "done"  # this delivery's commit landed; its answer was lost
+    LOST = "lost"  # another delivery took it over, or it is gone
+
+
 @dataclass(frozen=True)
 class Claim:
     """A live claim this delivery holds: the precondition of its later writes."""
@@ -116,13 +124,20 @@ class Ledger:
             return Claim(path, claim_id, result.update_time, attempts)
         raise TransientTaskError(f"ledger entry {path} kept changing while being claimed")
 
-    def holds(self, claim: Claim) -> bool:
-        """Tell whether ``claim`` is still this delivery's (not taken over after its lease)."""
+    def standing(self, claim: Claim) -> Standing:
+        """Tell where ``claim`` stands now: still held, done by this delivery, or lost.
+
+        Done by this delivery means a commit landed whose answer was lost (its
+        retry was then refused, since the entry had changed).
+        """
         entry = self._store.get(claim.path).fields
-        return bool(
-            entry.get("state") == LedgerState.CLAIMED.value
-            and entry.get("claimId") == claim.claim_id
-        )
+        if entry.get("claimId") != claim.claim_id:
+            return Standing.LOST  # taken over after the lease passed
+        if entry.get("state") == LedgerState.CLAIMED.value:
+            return Standing.HELD
+        if entry.get("state") == LedgerState.DONE.value:
+            return Standing.DONE
+        return Standing.LOST
 
     def finish(self, writes: Writes, claim: Claim) -> None:
         """Add to ``writes`` the update that marks the claimed entry done.

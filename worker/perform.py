@@ -8,14 +8,18 @@
    what it read) and may deliver an outbox effect with its idempotency key.
 3. Commit, atomically: the action's writes, the ledger entry ``done`` (only if
    the claim is still ours) and ``actions.{action}`` on the order. A refused
-   precondition (stock changed meanwhile) runs the action again.
+   precondition (stock, or an order the action guards, changed meanwhile) runs
+   the action again on fresh reads; a refusal because our own commit landed
+   and its retry came back refused counts as done.
 4. The commit also increments the order's ``actionsDone`` and reads back the
    result (a transform result, no extra read). When the order read in 1 shows
-   every other action done, the commit also marks it ``completed``; otherwise
-   the commit that brought the count to the number of actions (another action
-   finished meanwhile) marks it in one more write. A delivery that finds its
-   action already done checks the order again (a read), so that a failure
-   between the commit and that write heals on the queue's retry.
+   every other action done, the commit also marks it ``completed``, provided
+   the order has not changed since (if it has, cancelled say, the action is
+   recorded without completing); otherwise the commit that brought the count
+   to the number of actions marks it in one more write, after checking the
+   status. A delivery that finds its action already done checks the order
+   again (a read), so that a failure between the commit and that write heals
+   on the queue's retry.
 
 A permanent failure is written on the ledger entry and the order's action; a
 transient one releases the claim and leaves nothing else behind.
@@ -50,7 +54,7 @@ from worker.actions.warehouse import KIND as WAREHOUSE
 from worker.config import WorkerConfig
 from worker.delivery import Delivery
 from worker.errors import ClaimHeldError, PermanentTaskError, TransientTaskError
-from worker.ledger import Claim, Ledger, LedgerState, Settled
+from worker.ledger import Claim, Ledger, LedgerState, Settled, Standing
 from worker.outbox import Outbox
 from worker.serialize import StripedLocks
 from worker.store import SERVER_TIMESTAMP, Doc, Increment, Store
@@ -132,15 +136,17 @@ class Performer:
                 snapshot = self._store.get(order_path)
             try:
                 done, completed = self._run(snapshot, payload, delivery, claimed, guard)
-            except (gexc.FailedPrecondition, gexc.AlreadyExists) as exc:
-                # A precondition refused the commit: stock (or a guarded order) changed
-                # since it was read (the common case: go again after a short pause,
-                # on fresh reads), or our lease passed and
-                # another delivery took the claim over (and may have created the outbox
-                # document): then stop, the new owner finishes. The claim is re-read
-                # only when the refusal may mean that.
-                suspect = isinstance(exc, gexc.AlreadyExists) or attempt > 0
-                if suspect and not self._ledger.holds(claimed):
+            except (gexc.FailedPrecondition, gexc.AlreadyExists):
+                # A precondition refused the commit. Most often stock (or a guarded
+                # order) changed since it was read: go again after a short pause, on
+                # fresh reads. But our lease may have passed and another delivery
+                # taken the claim over (then stop: the new owner finishes), or our own
+                # commit may have landed and its retry been refused (then it is done).
+                standing = self._ledger.standing(claimed)
+                if standing is Standing.DONE:
+                    self._complete_order_if_done(order_path)
+                    return Outcome.DONE
+                if standing is Standing.LOST:
                     raise ClaimHeldError(
                         f"order {payload.order_id}: {payload.action} was taken over after "
                         "this delivery's lease passed"
@@ -202,20 +208,33 @@ class Performer:
                     "status": OrderStatus.COMPLETED.value,
                     "completedAt": SERVER_TIMESTAMP,
                 }
+            record = {
+                f"{prefix}.state": ActionState.DONE.value,
+                f"{prefix}.completedAt": SERVER_TIMESTAMP,
+                f"{prefix}.attempts": claim.attempts,
+                f"{prefix}.generation": payload.generation,
+                f"{prefix}.taskName": delivery.task_name,
+                ACTIONS_DONE: Increment(1),
+            }
+            # Completing, or an action that asked, needs the order as it was read.
+            unchanged = guard.wanted or bool(completion)
             writes.update(
                 snapshot.name,
-                {
-                    f"{prefix}.state": ActionState.DONE.value,
-                    f"{prefix}.completedAt": SERVER_TIMESTAMP,
-                    f"{prefix}.attempts": claim.attempts,
-                    f"{prefix}.generation": payload.generation,
-                    f"{prefix}.taskName": delivery.task_name,
-                    ACTIONS_DONE: Increment(1),
-                    **completion,
-                },
-                last_update_time=snapshot.update_time if guard.wanted else None,
+                {**record, **completion},
+                last_update_time=snapshot.update_time if unchanged else None,
             )
-            results = self._store.commit(writes)
+            try:
+                results = self._store.commit(writes)
+            except gexc.FailedPrecondition:
+                if guard.wanted or not completion:
+                    raise
+                # The order changed since it was read (cancelled, say) and the action's
+                # effect has left: record it done without completing; the count and
+                # the status check below decide about completion.
+                writes.discard_last()
+                writes.update(snapshot.name, record)
+                results = self._store.commit(writes)
+                completion = {}
         return _counter_after(results[-1].transform_results), bool(completion)
 
     def _record_failure(
@@ -257,20 +276,30 @@ class Performer:
     def record_dead_letter(
         self, payload: TaskPayload, delivery: Delivery, reason: str, detail: dict[str, Any]
     ) -> None:
-        """Record that the queue's last attempt of ``payload`` failed: no retry will follow."""
+        """Record that the queue's last attempt of ``payload`` failed: no retry will follow.
+
+        The order's action becomes ``dead_lettered`` unless it is done: the write
+        is conditional on the order as read, so a delivery that completes the
+        action meanwhile (the holder of a live claim) is not overwritten.
+        """
         self.record_rejection(delivery, reason, {**detail, "lastAttempt": True})
         prefix = f"actions.{payload.action}"
         order_path = self._store.document(ORDERS, payload.order_id)
-        entry = self._store.get(f"{order_path}/{LEDGER}/{payload.action}").fields
-        if entry.get("state") == LedgerState.DONE.value:
-            return  # the action did take effect (a later step failed): it stays done
-        writes = self._store.writes()
-        writes.update(
-            order_path,
-            {f"{prefix}.state": ActionState.DEAD_LETTERED.value, f"{prefix}.lastError": reason},
-        )
-        with contextlib.suppress(gexc.NotFound):
-            self._store.commit(writes)
+        for _ in range(COMPLETION_ATTEMPTS):
+            order = self._store.get(order_path)
+            if not order.exists or action_done(order.fields, payload.action):
+                return  # no order, or the action did take effect: it stays done
+            writes = self._store.writes()
+            writes.update(
+                order_path,
+                {f"{prefix}.state": ActionState.DEAD_LETTERED.value, f"{prefix}.lastError": reason},
+                last_update_time=order.update_time,
+            )
+            try:
+                self._store.commit(writes)
+                return
+            except gexc.FailedPrecondition:
+                continue  # the order changed meanwhile: look again
 
     def _complete_order_if_done(self, order_path: str) -> None:
         """Mark the order completed once every action is done; a no-op otherwise."""

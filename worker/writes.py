@@ -132,6 +132,10 @@ class Writes:
             if last_update_time is not None:
                 set_timestamp(write.current_document.update_time, last_update_time)
 
+    def discard_last(self) -> None:
+        """Take back the last write added (to add it again differently)."""
+        del self._request.writes[-1]
+
     @contextlib.contextmanager
     def _adding(self) -> Iterator[Any]:
         writes = self._request.writes
