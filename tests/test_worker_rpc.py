@@ -11,7 +11,8 @@ from google.api_core import exceptions as gexc
 from google.api_core.retry import Retry, if_exception_type
 from google.cloud import firestore
 
-from worker.firestore_rpc import EMULATOR_TOKEN, FirestoreRpc
+from orders.clients import FIRESTORE_EMULATOR_TOKEN
+from worker.firestore_rpc import FirestoreRpc
 
 
 class _Details(
@@ -50,7 +51,7 @@ def rpc_through(
     database = f"projects/{project}/databases/(default)"
     channel = grpc.intercept_channel(grpc.insecure_channel(firestore_emulator), interceptor)
     retry = Retry(predicate=if_exception_type(retried), initial=0.01, maximum=0.05, timeout=10)
-    metadata = (("authorization", f"Bearer {EMULATOR_TOKEN}"),)
+    metadata = (("authorization", f"Bearer {FIRESTORE_EMULATOR_TOKEN}"),)
     return FirestoreRpc(channel, database, metadata, {"retry": retry, "timeout": 10.0})
 
 

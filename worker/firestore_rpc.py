@@ -15,25 +15,13 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
-import google.auth
 import grpc
 from google.api_core import exceptions as gexc
 from google.api_core.gapic_v1 import routing_header
-from google.auth.transport import grpc as auth_grpc
-from google.auth.transport import requests as auth_requests
 from google.cloud.firestore_v1 import types
 
-ENDPOINT = "firestore.googleapis.com:443"
-SCOPES = (
-    "https://www.googleapis.com/auth/cloud-platform",
-    "https://www.googleapis.com/auth/datastore",
-)
-EMULATOR_TOKEN = "owner"  # the bearer token the official client sends the emulator: admin
-_GRPC_OPTIONS = [  # as the official client's channel: no message size limit
-    ("grpc.max_send_message_length", -1),
-    ("grpc.max_receive_message_length", -1),
-]
-_KEEPALIVE = [("grpc.keepalive_time_ms", 30_000)]  # as the official client, towards Google
+from orders.clients import firestore_channel
+
 _METHOD = "/google.firestore.v1.Firestore/"
 _Response = TypeVar("_Response")
 
@@ -143,19 +131,8 @@ def open_rpc(
 ) -> FirestoreRpc:
     """Return the calls to ``database_name``: the emulator's, or Google's with ADC.
 
-    With ``FIRESTORE_EMULATOR_HOST`` in ``environ`` the channel is insecure and
-    every call says it is the emulator's admin, as the official client does.
-    Otherwise the channel is TLS to :data:`ENDPOINT` with Application Default
-    Credentials, refreshed by google-auth as they expire.
+    The channel and its metadata come from :func:`orders.clients.firestore_channel`,
+    emulator-aware as every client of the project.
     """
-    metadata: tuple[tuple[str, str], ...] = (("google-cloud-resource-prefix", database_name),)
-    host = environ.get("FIRESTORE_EMULATOR_HOST", "").strip()
-    if host:
-        channel = grpc.insecure_channel(host, options=_GRPC_OPTIONS)
-        metadata += (("authorization", f"Bearer {EMULATOR_TOKEN}"),)
-    else:
-        credentials, _ = google.auth.default(scopes=SCOPES)
-        channel = auth_grpc.secure_authorized_channel(
-            credentials, auth_requests.Request(), ENDPOINT, options=_GRPC_OPTIONS + _KEEPALIVE
-        )
+    channel, metadata = firestore_channel(database_name, environ)
     return FirestoreRpc(channel, database_name, metadata, rpc)
