@@ -47,6 +47,11 @@ SCHEDULER_SA="scheduler-invoker@$SA_DOMAIN"  # in the Scheduler job's OIDC token
 flag_value() { sed -n "s/^$1: *\"\{0,1\}\([0-9]*\).*/\1/p" "$2"; }
 ATTEMPT_DEADLINE_S="$(flag_value --attempt-deadline "$ROOT/scheduler.yaml")"
 MAX_ATTEMPTS="$(flag_value --max-attempts "$HERE/queue.yaml")"
+# Requests one instance serves at once: the image's gunicorn runs GUNICORN_WORKERS (2)
+# processes of GUNICORN_THREADS (16) threads (orders/serving.py). Cloud Run's default of
+# 80 would send more than that, and they would wait in the container's backlog instead
+# of making Cloud Run start another instance.
+CONCURRENCY="${CLOUD_RUN_CONCURRENCY:-32}"
 WAREHOUSE_URL="${WAREHOUSE_URL:-}"
 if [[ -z "$WAREHOUSE_URL" ]]; then
   if ! $DRY_RUN; then
@@ -118,6 +123,7 @@ COMMON_ENV="GOOGLE_CLOUD_PROJECT=$PROJECT,TASKS_LOCATION=$REGION,TASKS_QUEUE=$QU
 COMMON_ENV="$COMMON_ENV,TASKS_INVOKER_EMAIL=$TASKS_SA,WORKER_URL=$WORKER_URL"
 run "${G[@]}" run deploy order-worker --image="$IMAGE" --region="$REGION" \
   --service-account="$WORKER_SA" --no-allow-unauthenticated --timeout=300 \
+  --concurrency="$CONCURRENCY" \
   --set-env-vars="SERVICE=worker,$COMMON_ENV,TASKS_MAX_ATTEMPTS=$MAX_ATTEMPTS,WAREHOUSE_URL=$WAREHOUSE_URL"
 
 echo "# 6. The fanout (private: only Scheduler's and the continuation account may call it)"

@@ -55,6 +55,7 @@ def test_the_dry_run_prints_every_step_and_calls_nothing(tmp_path: Path) -> None
     # The services agree with the files that configure their callers.
     assert "FANOUT_ATTEMPT_DEADLINE_SECONDS=180" in fanout_line  # scheduler.yaml
     assert "TASKS_MAX_ATTEMPTS=20" in worker_line  # deploy/queue.yaml
+    assert "--concurrency=32" in worker_line  # orders/serving.py: 2 processes of 16 threads
     assert "WAREHOUSE_URL=${WAREHOUSE_URL}" in worker_line  # unset: a placeholder in the plan
     assert "FANOUT_URL=https://order-fanout-${PROJECT_NUMBER}.europe-west1.run.app" in fanout_line
     bindings = [
