@@ -2,10 +2,11 @@
 
 Firestore: the official client honours ``FIRESTORE_EMULATOR_HOST`` itself (an
 insecure channel and no credentials); :func:`firestore_channel` does the same
-for code that calls Firestore's gRPC methods itself (the worker's store). Cloud Tasks has no official emulator, so
-``CLOUD_TASKS_EMULATOR_HOST`` (``host:port``) gives the official client an
-insecure gRPC channel to the local cloud's emulator; unset, the client talks to
-Google with Application Default Credentials.
+for code that calls Firestore's gRPC methods itself (the worker's store).
+Cloud Tasks has no official emulator, so ``CLOUD_TASKS_EMULATOR_HOST``
+(``host:port``) gives the official client an insecure gRPC channel to the local
+cloud's emulator; unset, the client talks to Google with Application Default
+Credentials.
 """
 
 from __future__ import annotations
