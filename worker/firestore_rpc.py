@@ -71,16 +71,14 @@ class FirestoreRpc:
 
     def get_document(self, name: str) -> Any:
         """Return the raw ``Document`` named ``name``; NotFound when there is none."""
-        request = _GetDocumentRequest(name=name)
-        metadata = (*self.metadata, routing_header.to_grpc_metadata((("name", name),)))
-        return self._call(lambda: self._get(request, metadata=metadata, timeout=self._timeout_s))
+        return self.get_document_later(name)()
 
     def get_document_later(self, name: str) -> Callable[[], Any]:
         """Start reading ``name`` now, without a thread; return what waits for the answer.
 
         Calling the result returns the raw ``Document`` (NotFound when there is
         none). The started read is the first attempt: if it fails with an error
-        the retry retries, the read is made again, as :meth:`get_document` would.
+        the retry retries, the read is made again.
         """
         request = _GetDocumentRequest(name=name)
         metadata = (*self.metadata, routing_header.to_grpc_metadata((("name", name),)))

@@ -33,6 +33,7 @@ import logging
 import os
 import random
 import time
+from collections.abc import Callable
 from enum import StrEnum
 from typing import Any
 
@@ -72,7 +73,7 @@ _TRANSIENT = (
 ACTIONS_DONE = "actionsDone"  # on the order: how many actions are done, counted by the commits
 COMMIT_ATTEMPTS = 8  # optimistic runs of an action before answering 503
 CONFLICT_PAUSE_S = 0.05  # longest random pause before running an action again, seconds
-COMPLETION_ATTEMPTS = 10  # optimistic tries to mark an order completed before answering 503
+ORDER_WRITE_ATTEMPTS = 10  # optimistic tries of a write conditional on the order as read
 _COMPLETABLE = frozenset({OrderStatus.PENDING.value, OrderStatus.QUEUED.value})
 
 
@@ -284,44 +285,50 @@ class Performer:
         """
         self.record_rejection(delivery, reason, {**detail, "lastAttempt": True})
         prefix = f"actions.{payload.action}"
-        order_path = self._store.document(ORDERS, payload.order_id)
-        for _ in range(COMPLETION_ATTEMPTS):
-            order = self._store.get(order_path)
+        letter = {f"{prefix}.state": ActionState.DEAD_LETTERED.value, f"{prefix}.lastError": reason}
+
+        def dead_letter(order: Doc) -> dict[str, Any] | None:
             if not order.exists or action_done(order.fields, payload.action):
-                return  # no order, or the action did take effect: it stays done
-            writes = self._store.writes()
-            writes.update(
-                order_path,
-                {f"{prefix}.state": ActionState.DEAD_LETTERED.value, f"{prefix}.lastError": reason},
-                last_update_time=order.update_time,
-            )
-            try:
-                self._store.commit(writes)
-                return
-            except gexc.FailedPrecondition:
-                continue  # the order changed meanwhile: look again
+                return None  # no order, or the action did take effect: it stays done
+            return letter
+
+        self._update_order_as_read(self._store.document(ORDERS, payload.order_id), dead_letter)
 
     def _complete_order_if_done(self, order_path: str) -> None:
         """Mark the order completed once every action is done; a no-op otherwise."""
-        for _ in range(COMPLETION_ATTEMPTS):
-            snapshot = self._store.get(order_path)
-            order = snapshot.fields
-            if order.get("status") not in _COMPLETABLE:
-                return
-            if not all(action_done(order, name) for name in ACTIONS):
-                return
+
+        def completion(order: Doc) -> dict[str, Any] | None:
+            if order.fields.get("status") not in _COMPLETABLE:
+                return None
+            if not all(action_done(order.fields, name) for name in ACTIONS):
+                return None
+            return {"status": OrderStatus.COMPLETED.value, "completedAt": SERVER_TIMESTAMP}
+
+        if not self._update_order_as_read(order_path, completion):
+            raise TransientTaskError(f"order {order_path} kept changing while being completed")
+
+    def _update_order_as_read(
+        self, order_path: str, changes: Callable[[Doc], dict[str, Any] | None]
+    ) -> bool:
+        """Read the order and write ``changes(order)``, on condition that it is unchanged.
+
+        ``changes`` returning None means nothing to write. A refused write (the
+        order changed meanwhile) reads it again. Returns False when it kept
+        changing for :data:`ORDER_WRITE_ATTEMPTS` tries.
+        """
+        for _ in range(ORDER_WRITE_ATTEMPTS):
+            order = self._store.get(order_path)
+            update = changes(order)
+            if update is None:
+                return True
             writes = self._store.writes()
-            writes.update(
-                order_path,
-                {"status": OrderStatus.COMPLETED.value, "completedAt": SERVER_TIMESTAMP},
-                last_update_time=snapshot.update_time,
-            )
+            writes.update(order_path, update, last_update_time=order.update_time)
             try:
                 self._store.commit(writes)
-                return
+                return True
             except gexc.FailedPrecondition:
                 continue  # someone else wrote the order meanwhile: look again
-        raise TransientTaskError(f"order {order_path} kept changing while being completed")
+        return False
 
 
 def _is_document_id(order_id: str) -> bool:
