@@ -7,9 +7,10 @@ overrides and the retry policy to the outcome; a 429 or 5xx answer also slows th
 whole queue (system throttling, :mod:`localcloud.tasks.throttle`): the bucket
 refills at the enforced rate, which recovers as errors stop, while the configured
 rate is left as it is. Any other failure backs off only its task. A paused
-queue leases nothing; ``RunTask`` hands a task to the workers directly, past the bucket, the cap and the pause. Nothing busy-waits: the
-loop sleeps on a condition until the next task is due, a token is refilled, a
-slot is freed or a new task arrives.
+queue leases nothing; ``RunTask`` hands a task to the workers directly, past the
+bucket, the cap and the pause. Nothing busy-waits: the loop sleeps on a
+condition until the next task is due, a token is refilled, a slot is freed or a
+new task arrives.
 """
 
 from __future__ import annotations
