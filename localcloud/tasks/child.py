@@ -23,7 +23,7 @@ from localcloud.tasks.errors import EmulatorStartError
 READY_PREFIX = "Cloud Tasks emulator listening on "
 ISSUER_MARK = "(OIDC issuer "
 STOP_GRACE_S = 15.0  # seconds between SIGTERM and SIGKILL in stop()
-_CODE = "from localcloud.tasks.command import tasks_emulator; tasks_emulator()"
+EMULATOR_CODE = "from localcloud.tasks.command import tasks_emulator; tasks_emulator()"
 
 
 class EmulatorChild:
@@ -35,7 +35,7 @@ class EmulatorChild:
 
     def __init__(self, args: Sequence[str] = (), env: Mapping[str, str] | None = None) -> None:
         self.proc = subprocess.Popen(
-            [sys.executable, "-c", _CODE, "--port", "0", *args],
+            [sys.executable, "-c", EMULATOR_CODE, "--port", "0", *args],
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
             text=True,
