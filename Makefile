@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv demo test lint clean
+.PHONY: venv demo test chaos lint clean
 
 venv: $(STAMP)
 
@@ -22,6 +22,9 @@ test: venv
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 	$(BIN)/pytest
+
+chaos: venv
+	$(BIN)/localcloud chaos
 
 lint: venv
 	$(BIN)/ruff check .

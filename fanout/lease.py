@@ -19,6 +19,7 @@ from google.cloud import firestore
 from fanout.errors import LeaseHeldError, LeaseLostError
 
 LEASES = "fanout_leases"
+LEASE_SCOPE = "orders"  # the lease document every fan-out run of the orders takes
 ACQUIRE_ROUNDS = 5  # read-and-write rounds before a racing acquirer gives up
 
 
@@ -26,7 +27,7 @@ class RunLease:
     """The lease for one segment of one run, held for ``duration_s`` seconds at a time."""
 
     def __init__(
-        self, client: firestore.Client, run_id: str, duration_s: float, scope: str = "orders"
+        self, client: firestore.Client, run_id: str, duration_s: float, scope: str = LEASE_SCOPE
     ) -> None:
         """Prepare the lease on ``fanout_leases/{scope}`` for run ``run_id``."""
         self._client = client

@@ -55,16 +55,25 @@ class RunRecords:
         earlier: dict[str, Any],
         checkpoint: Cursor | None,
         state: RunState = RunState.RUNNING,
+        checkpoint_counts: dict[str, int] | None = None,
         **extra: Any,
     ) -> None:
-        """Store totals (``earlier`` record plus ``summary``), the checkpoint and ``state``."""
-        previous = earlier.get("totals") or {}
-        totals = {k: int(previous.get(k, 0)) + v for k, v in summary.counts().items()}
+        """Store totals (``earlier`` record plus ``summary``), the checkpoint and ``state``.
+
+        ``checkpoint_counts`` are this segment's counts up to the checkpoint
+        (default: all of them); stored as ``checkpointTotals``, they are what a
+        segment resuming at the checkpoint starts from, so pages done after the
+        checkpoint by a segment that crashed are not counted twice.
+        """
+        previous = earlier.get("checkpointTotals") or earlier.get("totals") or {}
+        totals = _add(previous, summary.counts())
+        at_checkpoint = _add(previous, checkpoint_counts or summary.counts())
         failures = (list(earlier.get("failures") or []) + summary.failures)[:MAX_LISTED_FAILURES]
         fields: dict[str, Any] = {
             "state": state.value,
             "segment": summary.segment,
             "totals": totals,
+            "checkpointTotals": at_checkpoint,
             "failures": failures,
             "checkpoint": _cursor_record(checkpoint),
             "updatedAt": firestore.SERVER_TIMESTAMP,
@@ -95,6 +104,10 @@ def checkpoint_of(record: dict[str, Any]) -> Cursor | None:
     if not checkpoint:
         return None
     return [checkpoint.get("value"), checkpoint["orderId"]]
+
+
+def _add(previous: dict[str, Any], counts: dict[str, int]) -> dict[str, int]:
+    return {k: int(previous.get(k, 0)) + v for k, v in counts.items()}
 
 
 def _cursor_record(cursor: Cursor | None) -> dict[str, Any] | None:

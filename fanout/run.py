@@ -5,10 +5,13 @@ pages ``queued`` overlaps the next pages' creation; at most one page is read
 ahead, two are being created and MARKINGS_IN_FLIGHT are being marked, so memory
 stays flat whatever the backlog.
 
-A run holds the single-flight lease (:mod:`fanout.lease`) and checkpoints its
-cursor in its run record after every page. When it nears its time budget it
-stops between pages, hands the lease to its next segment and enqueues a
-continuation task (:mod:`fanout.continuation`), which picks up at the checkpoint.
+A run holds the single-flight lease (:mod:`fanout.lease`) and records its
+progress (counts and the cursor checkpoint) whenever a page has been marked, and
+at least every PROGRESS_INTERVAL_S while pages are being created; taking the lease, it
+marks runs that died without an end record ``interrupted`` (:mod:`fanout.stale`).
+When it nears its time budget it stops between pages, hands the lease to its
+next segment and enqueues a continuation task (:mod:`fanout.continuation`),
+which picks up at the checkpoint.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ from fanout.paging import Page, pages
 from fanout.planning import PagePlan, plan_page
 from fanout.records import RunRecords, checkpoint_of
 from fanout.selection import Cursor, Selection
+from fanout.stale import mark_interrupted_runs
 from fanout.summary import RunState, RunSummary
 from orders.settings import CloudSettings
 
@@ -43,6 +47,7 @@ log = logging.getLogger(__name__)
 
 PageListener = Callable[[RunSummary], None]
 MARKINGS_IN_FLIGHT = 8  # pages being marked queued at once
+PROGRESS_INTERVAL_S = 1.0  # a running segment writes its progress about this often, seconds
 BUDGET_PAGES = 2.0  # stop when fewer than this many of the slowest page fit in the budget
 FINISHED_STATES = (RunState.FINISHED.value, RunState.SKIPPED.value)  # failed runs resume
 
@@ -58,6 +63,7 @@ class _Segment:
     checkpoint: Cursor | None
     started: float
     budget_s: float
+    checkpoint_counts: dict[str, int] | None = None  # this segment's counts at the checkpoint
 
 
 class FanoutRunner:
@@ -96,6 +102,7 @@ class FanoutRunner:
             lease.acquire(0)
         except LeaseHeldError as exc:
             return self._skipped(summary, str(exc))
+        self._mark_interrupted()
         try:
             self.records.create(summary.run_id, trigger, selection)
         except BaseException:
@@ -168,6 +175,13 @@ class FanoutRunner:
         """Where the tasks go (the queue, the worker)."""
         return self._config.cloud
 
+    def _mark_interrupted(self) -> None:
+        """Mark runs that died without an end record (we hold the lease: none is alive)."""
+        try:
+            mark_interrupted_runs(self.db)
+        except GoogleAPIError:
+            log.warning("could not check for interrupted runs", exc_info=True)
+
     def _budget(self, budget_s: float | None) -> float:
         return self._config.time_budget_s if budget_s is None else budget_s
 
@@ -219,7 +233,13 @@ class FanoutRunner:
             extra["completedSegment"] = summary.segment
         try:
             self.records.progress(
-                summary, segment.record, segment.checkpoint, state, message=summary.message, **extra
+                summary,
+                segment.record,
+                segment.checkpoint,
+                state,
+                checkpoint_counts=segment.checkpoint_counts,
+                message=summary.message,
+                **extra,
             )
         finally:
             if segment.lease is not None and state is not RunState.CONTINUING:
@@ -298,20 +318,24 @@ class _PageFlow:
         self._on_page = on_page
         self._fields = {"runId": segment.summary.run_id, "queuedAt": firestore.SERVER_TIMESTAMP}
         self._creating: tuple[Page, PagePlan, PendingCreation] | None = None
-        self._markings: deque[tuple[Future[list[str]], Page]] = deque()
+        self._markings: deque[tuple[Future[list[str]], Page, dict[str, int]]] = deque()
         self._renewed_at = time.monotonic()
+        self._recorded_at = time.monotonic()
 
     def create(self, page: Page) -> None:
         """Start creating ``page``'s tasks, then collect the previous page's creations."""
         summary = self._segment.summary
-        summary.pages += 1
-        summary.orders += len(page.orders)
         plan = plan_page(page.orders, self._segment.selection, self._runner.cloud, summary.run_id)
         pending = self._runner.enqueuer.submit(plan.tasks)
         self._renew_lease_if_due()
         if self._creating is not None:
             self._collect(*self._creating)
+        summary.pages += 1  # after the previous page's counts were taken for its checkpoint
+        summary.orders += len(page.orders)
         self._creating = (page, plan, pending)
+        while self._markings and self._markings[0][0].done():  # without waiting
+            self._marked(*self._markings.popleft())
+        self._record_progress(due_only=True)
 
     def drain(self) -> None:
         """Collect the last creations and wait for the last marking."""
@@ -342,8 +366,8 @@ class _PageFlow:
         future = self._pool.submit(
             mark_queued, db, ready, self._fields, statuses, plan.generations, plan.partial
         )
-        self._markings.append((future, page))
         summary.queued += sum(1 for s in ready if s.id not in plan.partial)
+        self._markings.append((future, page, summary.counts()))
         while len(self._markings) > MARKINGS_IN_FLIGHT:  # in page order: checkpoints only grow
             self._marked(*self._markings.popleft())
 
@@ -354,20 +378,39 @@ class _PageFlow:
             lease.renew()
             self._renewed_at = time.monotonic()
 
-    def _marked(self, marking: Future[list[str]], page: Page) -> None:
-        """Collect a page's marking, then checkpoint past it and renew the lease."""
+    def _marked(self, marking: Future[list[str]], page: Page, counts: dict[str, int]) -> None:
+        """Collect a page's marking, then checkpoint past it and renew the lease.
+
+        ``counts`` are the segment's counts once this page's creations were counted.
+        """
         segment = self._segment
         summary = segment.summary
         unmarked = marking.result()
         summary.queued -= len(unmarked)
+        counts["queued"] -= len(unmarked)
         for order_id in unmarked:
             summary.add_failure(order_id, "kept changing while being marked queued; left as is")
         segment.checkpoint = page.cursor
-        summary.seconds = round(time.monotonic() - segment.started, 3)
+        segment.checkpoint_counts = counts
         self._renew_lease_if_due()
-        self._runner.records.progress(summary, segment.record, segment.checkpoint)
+        self._record_progress()
         if self._on_page is not None:
             self._on_page(summary)
+
+    def _record_progress(self, due_only: bool = False) -> None:
+        """Write the counts and the checkpoint (``due_only``: if PROGRESS_INTERVAL_S has passed)."""
+        now = time.monotonic()
+        if due_only and now - self._recorded_at < PROGRESS_INTERVAL_S:
+            return
+        segment = self._segment
+        segment.summary.seconds = round(now - segment.started, 3)
+        self._runner.records.progress(
+            segment.summary,
+            segment.record,
+            segment.checkpoint,
+            checkpoint_counts=segment.checkpoint_counts,
+        )
+        self._recorded_at = now
 
 
 def _read_ahead(pool: ThreadPoolExecutor, source: Iterator[Page]) -> Iterator[Page]:

@@ -7,6 +7,7 @@ from typing import Any
 from google.cloud import firestore
 
 from fanout.records import RunRecords
+from fanout.stale import mark_interrupted_runs
 from fanout.summary import COUNTS
 from orders.schema import FANOUT_RUNS
 
@@ -76,7 +77,11 @@ def format_latest(runs: list[tuple[str, dict[str, Any]]]) -> str:
 
 
 def status_report(client: firestore.Client, run_id: str | None) -> str:
-    """Return the report: the named run (raises RunNotFoundError), then the latest runs."""
+    """Return the report: the named run (raises RunNotFoundError), then the latest runs.
+
+    Runs that died without an end record are marked ``interrupted`` first.
+    """
+    mark_interrupted_runs(client)
     parts = []
     if run_id:
         parts.append(format_run(run_id, RunRecords(client).load(run_id)))

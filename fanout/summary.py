@@ -22,6 +22,7 @@ class RunState(StrEnum):
     STOPPED = "stopped"  # stopped at its time budget with no continuation (no FANOUT_URL)
     FINISHED = "finished"
     FAILED = "failed"
+    INTERRUPTED = "interrupted"  # crashed or killed: no end record, its lease expired
     SKIPPED = "skipped"  # another run held the lease
     DRY_RUN = "dry-run"
 

@@ -11,6 +11,7 @@ from types import FrameType
 
 import click
 
+from localcloud.chaos.command import chaos
 from localcloud.demo import DemoOptions, dump, format_report, run_demo
 from localcloud.errors import DemoTimeoutError, LocalCloudError
 from localcloud.stack import StackOptions
@@ -30,6 +31,7 @@ def main() -> None:
 
 
 main.add_command(tasks_emulator, name="tasks-emulator")
+main.add_command(chaos, name="chaos")
 
 
 @main.command()

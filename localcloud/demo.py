@@ -23,7 +23,7 @@ from google.cloud.firestore_v1.base_query import FieldFilter
 
 from localcloud.errors import DemoTimeoutError, LocalCloudError
 from localcloud.seed import seed
-from localcloud.stack import SCHEDULER_EMAIL, LocalStack, StackOptions
+from localcloud.stack import LocalStack, StackOptions
 from orders.progress import Progress
 from orders.schema import ORDERS, OrderStatus
 
@@ -81,7 +81,7 @@ def _fan_out_and_wait(
     )
     progress = Progress(options.orders, "orders completed")
     started = time.monotonic()
-    call = _Call(lambda: _trigger(stack))  # a daemon thread: Ctrl-C never waits for it
+    call = _Call(lambda: trigger_fanout(stack))  # a daemon thread: Ctrl-C never waits for it
     completed = 0
     while completed < options.orders and time.monotonic() - started < options.timeout_s:
         time.sleep(POLL_INTERVAL_S)
@@ -136,9 +136,9 @@ class _Call:
         return self._result or {}
 
 
-def _trigger(stack: LocalStack) -> dict[str, Any]:
+def trigger_fanout(stack: LocalStack) -> dict[str, Any]:
     """POST /fanout with Cloud Scheduler's headers and an OIDC token; return the summary."""
-    token = stack.tasks.issuer.mint(audience=stack.fanout_url, email=SCHEDULER_EMAIL)
+    token = stack.scheduler_token(stack.fanout_url)
     cloud = stack.cloud
     answer = requests.post(
         f"{stack.fanout_url}/fanout",

@@ -50,6 +50,22 @@ def subject_for_email(email: str) -> str:
     return "1" + str(int.from_bytes(digest[:10], "big") % 10**20).rjust(20, "0")
 
 
+class SigningKeyError(OIDCIssuerError):
+    """Raised when a stored signing key cannot be loaded (not an RSA private key in PEM)."""
+
+
+def _load_or_generate_key(key_pem: bytes | None) -> rsa.RSAPrivateKey:
+    if key_pem is None:
+        return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    try:
+        key = serialization.load_pem_private_key(key_pem, password=None)
+    except ValueError as exc:
+        raise SigningKeyError(f"The stored OIDC signing key is not a PEM key: {exc}") from exc
+    if not isinstance(key, rsa.RSAPrivateKey):
+        raise SigningKeyError("The stored OIDC signing key is not an RSA key; delete the --db.")
+    return key
+
+
 class _Handler(BaseHTTPRequestHandler):
     server: _IssuerHTTPServer
 
@@ -78,24 +94,27 @@ class _IssuerHTTPServer(ThreadingHTTPServer):
 class LocalIssuer:
     """An RS256 OIDC issuer on ``host`` (default ``127.0.0.1``), ``port`` 0 = a free port.
 
-    The RSA-2048 key and its self-signed certificate are generated at
-    construction. Call :meth:`start` before using the URLs or minting tokens.
+    ``key_pem`` is a PKCS#8 PEM RSA private key to sign with (kept across
+    restarts by whoever stores :attr:`private_key_pem`); without one an RSA-2048
+    key is generated. Call :meth:`start` before using the URLs or minting tokens.
     """
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(
+        self, host: str = "127.0.0.1", port: int = 0, key_pem: bytes | None = None
+    ) -> None:
         self._host = host
         self._port = port
-        self._key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        self._key = _load_or_generate_key(key_pem)
         public_der = self._key.public_key().public_bytes(
             serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
         )
         self.kid = hashlib.sha256(public_der).hexdigest()[:40]
-        pem = self._key.private_bytes(
+        self.private_key_pem = self._key.private_bytes(
             serialization.Encoding.PEM,
             serialization.PrivateFormat.PKCS8,
             serialization.NoEncryption(),
         )
-        self._signer = crypt.RSASigner.from_string(pem, key_id=self.kid)
+        self._signer = crypt.RSASigner.from_string(self.private_key_pem, key_id=self.kid)
         self._cert_pem = self._self_signed_cert().public_bytes(serialization.Encoding.PEM).decode()
         self._server: _IssuerHTTPServer | None = None
         self._thread: threading.Thread | None = None

@@ -90,6 +90,15 @@ class ManagedProcess:
                 )
             time.sleep(0.1)
 
+    def kill(self) -> None:
+        """SIGKILL the whole process group at once, as a crash would, and reap the child."""
+        proc, self._proc = self._proc, None
+        if proc is None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
     def stop(self, grace_s: float = 10.0) -> None:
         """Stop the whole process group: SIGTERM, then SIGKILL after ``grace_s`` seconds."""
         proc, self._proc = self._proc, None

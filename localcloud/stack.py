@@ -78,8 +78,21 @@ class LocalStack:
             location=self.options.location,
             queue=self.options.queue,
             worker_url=self.worker_url,
-            tasks_emulator_host=self.tasks.address,
+            tasks_emulator_host=self.tasks_address,
         )
+
+    @property
+    def tasks_address(self) -> str:
+        """``host:port`` of the Cloud Tasks emulator in use."""
+        return self.tasks.address
+
+    def scheduler_token(self, audience: str) -> str:
+        """Return an OIDC token for the Scheduler's service account, as Cloud Scheduler sends."""
+        return self.tasks.issuer.mint(audience=audience, email=SCHEDULER_EMAIL)
+
+    def trusted_issuers(self) -> tuple[str, str]:
+        """Return the services' ``AUTH_ISSUERS`` and ``AUTH_CERTS_URL``: the local issuer's."""
+        return self.tasks.issuer.issuer_url, self.tasks.issuer.certs_url
 
     def start(self) -> None:
         """Start everything; on any failure stop what was started and re-raise."""
@@ -127,6 +140,7 @@ class LocalStack:
         differ from production.
         """
         cloud = self.cloud
+        issuers, certs_url = self.trusted_issuers()
         return {
             **os.environ,
             "PYTHONUNBUFFERED": "1",
@@ -136,8 +150,8 @@ class LocalStack:
             "WORKER_URL": cloud.worker_url,
             "FIRESTORE_EMULATOR_HOST": self.firestore_host,
             "CLOUD_TASKS_EMULATOR_HOST": cloud.tasks_emulator_host,
-            "AUTH_ISSUERS": self.tasks.issuer.issuer_url,
-            "AUTH_CERTS_URL": self.tasks.issuer.certs_url,
+            "AUTH_ISSUERS": issuers,
+            "AUTH_CERTS_URL": certs_url,
         }
 
     def worker_env(self) -> dict[str, str]:

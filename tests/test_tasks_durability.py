@@ -9,8 +9,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
+import google.auth.transport.requests
 import pytest
 from google.api_core import exceptions
+from google.oauth2 import id_token
 
 from localcloud.tasks.child import EmulatorChild
 from localcloud.tasks.errors import EmulatorStartError
@@ -114,5 +116,41 @@ def test_sigkill_loses_no_task_keeps_reservations_and_redelivers_in_flight(
         later_task = client.get_task(name=queued[0])
         assert later_task.schedule_time.timestamp() > 0
         assert target.at("/later") == [] and len(target.at("/done")) == 1
+    finally:
+        second.stop()
+
+
+def test_a_restart_on_the_same_db_keeps_the_oidc_key_and_issuer(
+    tmp_path: Path, config: Path, target: Target
+) -> None:
+    db = tmp_path / "tasks.sqlite3"
+    audience = "https://worker.example"
+    oidc = {
+        "service_account_email": "invoker@durable.iam.gserviceaccount.com",
+        "audience": audience,
+    }
+
+    def token_of(child: EmulatorChild, path: str) -> str:
+        child.client.create_task(
+            parent=QUEUE, task=http_task("", target.url(path), oidc_token=oidc)
+        )
+        eventually(lambda: target.at(path) != [], 20.0)
+        return target.at(path)[0].headers["authorization"].removeprefix("Bearer ")
+
+    first = start(db, config)
+    try:
+        before = token_of(first, "/before")
+        issuer_url = first.issuer_url
+    finally:
+        first.kill()
+    second = start(db, config)
+    try:
+        assert second.issuer_url == issuer_url
+        after = token_of(second, "/after")
+        request = google.auth.transport.requests.Request()
+        certs_url = issuer_url + "/certs"
+        for token in (before, after):  # the worker's trust, set up once, still holds
+            claims = id_token.verify_token(token, request, audience=audience, certs_url=certs_url)
+            assert claims["iss"] == issuer_url
     finally:
         second.stop()

@@ -16,6 +16,7 @@ import pytest
 import requests
 from google.cloud import firestore
 
+from localcloud.chaos.links import StallingTcpProxy
 from localcloud.oidc import LocalIssuer
 from localcloud.processes import ManagedProcess, free_port, http_ok
 from localcloud.warehouse import WarehouseReceiver
@@ -24,7 +25,6 @@ from orders.schema import ACTIONS, DEAD_LETTERS, INVENTORY, LEDGER, ORDERS, OUTB
 from tests.conftest import seed_orders
 from tests.receiver import wait_for
 from tests.servers import ServerThread
-from tests.tcp_proxy import TcpProxy
 from tests.worker_setup import AUDIENCE, INVOKER, QUEUE, Sender, worker_config
 from worker.actions import REGISTRY, ActionContext
 from worker.actions.confirmation import send_confirmation
@@ -402,7 +402,7 @@ def test_firestore_failing_mid_delivery_answers_503_and_leaves_no_partial_state(
 ) -> None:
     (order_id,) = seed_orders(db, 1)
     payload = TaskPayload(order_id, "notify_warehouse", 0, "r")
-    proxy = TcpProxy(firestore_emulator)
+    proxy = StallingTcpProxy(firestore_emulator)
     config = worker_config(
         project, issuer.issuer_url, issuer.certs_url, warehouse.url, rpc_timeout_s=1.0
     )

@@ -21,19 +21,21 @@ from google.cloud.tasks_v2.services.cloud_tasks.transports import CloudTasksGrpc
 from localcloud.tasks.errors import EmulatorStartError
 
 READY_PREFIX = "Cloud Tasks emulator listening on "
+ISSUER_MARK = "(OIDC issuer "
 STOP_GRACE_S = 15.0  # seconds between SIGTERM and SIGKILL in stop()
-_CODE = "from localcloud.tasks.command import tasks_emulator; tasks_emulator()"
+EMULATOR_CODE = "from localcloud.tasks.command import tasks_emulator; tasks_emulator()"
 
 
 class EmulatorChild:
     """The emulator command started with ``args`` and extra ``env``, on a free gRPC port.
 
-    ``client`` is an official CloudTasksClient on an insecure channel to it.
+    ``client`` is an official CloudTasksClient on an insecure channel to it;
+    ``issuer_url`` is the URL of the OIDC issuer signing its tasks' tokens.
     """
 
     def __init__(self, args: Sequence[str] = (), env: Mapping[str, str] | None = None) -> None:
         self.proc = subprocess.Popen(
-            [sys.executable, "-c", _CODE, "--port", "0", *args],
+            [sys.executable, "-c", EMULATOR_CODE, "--port", "0", *args],
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
             text=True,
@@ -46,6 +48,7 @@ class EmulatorChild:
             self.kill()
             raise EmulatorStartError(f"The emulator did not start; it printed {line!r}.")
         self.address = line[len(READY_PREFIX) :].split()[0]
+        self.issuer_url = line.rsplit(ISSUER_MARK, 1)[-1].strip().rstrip(")")
         self.channel = grpc.insecure_channel(self.address)
         self.client = tasks_v2.CloudTasksClient(
             transport=CloudTasksGrpcTransport(channel=self.channel)

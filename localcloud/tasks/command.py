@@ -74,6 +74,16 @@ NO_REST = -1
     "[env: TASKS_EMULATOR_REST_PORT]",
 )
 @click.option(
+    "--issuer-port",
+    type=click.IntRange(0, 65535),
+    default=0,
+    show_default=True,
+    envvar="TASKS_EMULATOR_ISSUER_PORT",
+    help="Port of the OIDC issuer that signs the tasks' tokens; 0 keeps the port it had "
+    "on the same --db when free (else any). Its key is always kept in --db. "
+    "[env: TASKS_EMULATOR_ISSUER_PORT]",
+)
+@click.option(
     "--db",
     "db_path",
     default=DEFAULT_DB,
@@ -113,6 +123,7 @@ def tasks_emulator(
     dispatch_threads: int,
     latency_ms: float,
     rest_port: int,
+    issuer_port: int,
     db_path: str,
     config_path: str | None,
     queues_text: str,
@@ -130,6 +141,7 @@ def tasks_emulator(
             db_path=None if db_path == MEMORY else db_path,
             queues=load_queues(config_path, queues_text),
             rest_port=None if rest_port == NO_REST else rest_port,
+            issuer_port=issuer_port,
         )
     except Exception as exc:
         raise click.ClickException(str(exc)) from exc

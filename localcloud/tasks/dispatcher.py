@@ -3,12 +3,14 @@
 Each queue has one loop thread that leases due tasks from the store while the
 bucket has tokens and fewer than the cap are in flight, and hands them to worker
 threads (each with its own HTTP session). Workers apply the queue's HTTP target
-overrides and the retry policy to the outcome; a 429 or 503 answer also holds the
-whole queue for the backoff (or the ``Retry-After``, when longer, up to
-``max_backoff``). A paused queue leases nothing; ``RunTask`` hands a task to the
-workers directly, past the bucket, the cap and the pause. Nothing busy-waits: the
-loop sleeps on a condition until the next task is due, a token is refilled, a
-slot is freed or a new task arrives.
+overrides and the retry policy to the outcome; a 429 or 5xx answer also slows the
+whole queue (system throttling, :mod:`localcloud.tasks.throttle`): the bucket
+refills at the enforced rate, which recovers as errors stop, while the configured
+rate is left as it is. Any other failure backs off only its task. A paused
+queue leases nothing; ``RunTask`` hands a task to the workers directly, past the
+bucket, the cap and the pause. Nothing busy-waits: the loop sleeps on a
+condition until the next task is due, a token is refilled, a slot is freed or a
+new task arrives.
 """
 
 from __future__ import annotations
@@ -25,9 +27,10 @@ import requests
 from localcloud.tasks.delivery import TokenSource, deliver, new_session, retry_reason
 from localcloud.tasks.model import QUEUE_STATE_RUNNING, QueueConfig, TaskRecord
 from localcloud.tasks.override import apply_override, override_from_json
-from localcloud.tasks.ratelimit import TokenBucket
+from localcloud.tasks.ratelimit import TokenBucket, burst_size_for_rate
 from localcloud.tasks.retry import policy_backoff_s, should_retry
 from localcloud.tasks.store import TaskStore
+from localcloud.tasks.throttle import SystemThrottle, is_overload_status
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +38,6 @@ DEFAULT_DISPATCH_THREADS = 64
 IDLE_WAIT_S = 5.0  # safety-net wake-up of an idle loop, seconds
 STOP_TIMEOUT_S = 5.0  # how long stop() waits for in-flight requests, seconds
 EXECUTED_WINDOW_S = 60.0  # window of QueueStats.executed_last_minute_count, seconds
-_SLOW_DOWN_STATUSES = frozenset({429, 503})
 
 
 class QueueDispatcher:
@@ -59,8 +61,8 @@ class QueueDispatcher:
         self._bucket = TokenBucket(
             config.max_dispatches_per_second, config.max_burst_size, time.monotonic()
         )
+        self._throttle = SystemThrottle(config.max_dispatches_per_second)
         self._in_flight = 0
-        self._hold_until_s = 0.0  # monotonic seconds: after a 429/503 the queue waits
         self._executed: collections.deque[float] = collections.deque()  # monotonic seconds
         self._stopping = False
         self._wake_at_s = -math.inf  # epoch seconds the loop will look again; -inf = busy
@@ -98,6 +100,7 @@ class QueueDispatcher:
                 self._bucket = TokenBucket(
                     config.max_dispatches_per_second, config.max_burst_size, time.monotonic()
                 )
+                self._throttle.reconfigure(config.max_dispatches_per_second)
             self._cond.notify_all()
 
     def run_now(self, task: TaskRecord) -> None:
@@ -113,6 +116,11 @@ class QueueDispatcher:
         with self._cond:
             self._trim_executed(time.monotonic())
             return self._in_flight, len(self._executed)
+
+    def enforced_rate(self) -> float:
+        """Return the rate in force now, dispatches per second (lower while throttled)."""
+        with self._cond:
+            return self._throttle.rate(time.monotonic())
 
     def _trim_executed(self, now_s: float) -> None:
         executed = self._executed
@@ -174,9 +182,7 @@ class QueueDispatcher:
                     self._cond.wait(IDLE_WAIT_S)  # a finishing request notifies
                     continue
                 now_mono_s = time.monotonic()
-                if now_mono_s < self._hold_until_s:
-                    self._cond.wait(self._hold_until_s - now_mono_s)
-                    continue
+                self._follow_throttle(now_mono_s)
                 tokens = self._bucket.available(now_mono_s)
                 if tokens < 1:
                     self._cond.wait(self._bucket.seconds_until_token() + 0.0005)
@@ -194,6 +200,13 @@ class QueueDispatcher:
                 self._wake_at_s = now_s + wait_s
                 self._cond.wait(wait_s)
             return None
+
+    def _follow_throttle(self, now_s: float) -> None:
+        """Refill the bucket at the enforced rate (the configured one unless throttled)."""
+        rate = self._throttle.rate(now_s)
+        if rate != self._bucket.rate_per_s:
+            capacity = min(self.config.max_burst_size, burst_size_for_rate(rate))
+            self._bucket.retune(rate, max(1, capacity), now_s)
 
     # -- workers ----------------------------------------------------------------
 
@@ -242,19 +255,16 @@ class QueueDispatcher:
         delay_s = policy_backoff_s(policy, task.dispatch_count)
         if result.retry_after_s is not None:
             delay_s = max(delay_s, min(result.retry_after_s, policy.max_backoff_s))
-        if result.http_status in _SLOW_DOWN_STATUSES:
-            self._slow_down(delay_s)
+        if is_overload_status(result.http_status):
+            self._overloaded(result.retry_after_s)
         self._store.reschedule(
             task.name, result, result.response_time_s + delay_s, retry_reason(result)
         )
 
-    def _slow_down(self, delay_s: float) -> None:
-        """Hold the whole queue for ``delay_s`` seconds: the target said 429 or 503.
-
-        ``delay_s`` is the task's backoff, or its ``Retry-After`` when longer.
-        """
+    def _overloaded(self, retry_after_s: float | None) -> None:
+        """Slow the whole queue: the target answered 429 or 5xx (``Retry-After`` in seconds)."""
         with self._cond:
-            self._hold_until_s = max(self._hold_until_s, time.monotonic() + delay_s)
+            self._throttle.overloaded(time.monotonic(), retry_after_s)
 
 
 class Dispatcher:
@@ -312,6 +322,12 @@ class Dispatcher:
         with self._lock:
             loop = self._queues.get(queue_name)
         return (0, 0) if loop is None else loop.activity()
+
+    def enforced_rate(self, queue_name: str) -> float | None:
+        """Return a queue's enforced rate, dispatches per second (None: no dispatch loop)."""
+        with self._lock:
+            loop = self._queues.get(queue_name)
+        return None if loop is None else loop.enforced_rate()
 
     def remove_queue(self, name: str) -> None:
         """Stop dispatching a deleted queue; in-flight requests finish in the background."""

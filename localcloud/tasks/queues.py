@@ -181,7 +181,9 @@ class QueueService:
         stats.executed_last_minute_count = executed
         stats.concurrent_dispatches_count = in_flight
         running = config.state == QUEUE_STATE_RUNNING
-        stats.effective_execution_rate = config.max_dispatches_per_second if running else 0.0
+        enforced = self._dispatcher.enforced_rate(config.name)
+        rate = config.max_dispatches_per_second if enforced is None else enforced
+        stats.effective_execution_rate = rate if running else 0.0
 
 
 def _check_paths(paths: list[str]) -> None:

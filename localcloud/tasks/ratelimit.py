@@ -47,6 +47,13 @@ class TokenBucket:
             self._updated_s = now_s
         return int(self._tokens + 1e-9)
 
+    def retune(self, rate_per_s: float, capacity: int, now_s: float) -> None:
+        """Refill up to ``now_s`` at the old rate; from then on ``rate_per_s`` into ``capacity``."""
+        self.available(now_s)
+        self.rate_per_s = rate_per_s
+        self.capacity = capacity
+        self._tokens = min(self._tokens, float(capacity))
+
     def take(self, count: int) -> None:
         """Remove ``count`` tokens (the caller checked :meth:`available` first)."""
         self._tokens -= count

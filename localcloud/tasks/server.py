@@ -12,6 +12,7 @@ from localcloud.oidc import LocalIssuer
 from localcloud.tasks.convert import DEFAULT_MAX_TASK_BYTES
 from localcloud.tasks.dispatcher import DEFAULT_DISPATCH_THREADS, STOP_TIMEOUT_S, Dispatcher
 from localcloud.tasks.errors import EmulatorStartError, EmulatorStateError
+from localcloud.tasks.issuer_state import ANY_PORT, start_kept_issuer
 from localcloud.tasks.memstore import MemoryTaskStore
 from localcloud.tasks.model import QueueConfig
 from localcloud.tasks.rest import RestApi, RestServer
@@ -36,7 +37,10 @@ class TasksEmulator:
     added to every gRPC call, to simulate network round-trips in benchmarks
     (0 = none). ``queues`` are created, or updated to these settings, at start.
     ``rest_port`` serves the v2 REST surface beside gRPC (0 = a free port, None =
-    no REST); its base URL is :attr:`rest_url`.
+    no REST); its base URL is :attr:`rest_url`. An issuer of the emulator's own
+    keeps its signing key, and its port, in the store
+    (:mod:`localcloud.tasks.issuer_state`); ``issuer_port`` fixes that port
+    (0 = the kept one when free, else any).
     """
 
     def __init__(
@@ -52,6 +56,7 @@ class TasksEmulator:
         db_path: str | Path | None = None,
         queues: Sequence[QueueConfig] = (),
         rest_port: int | None = 0,
+        issuer_port: int = ANY_PORT,
     ) -> None:
         if dispatch_threads < 1:
             raise ValueError(f"dispatch_threads must be at least 1, got {dispatch_threads}")
@@ -71,6 +76,7 @@ class TasksEmulator:
         self.store: TaskStore = store
         self.queues = list(queues)
         self.rest_port = rest_port
+        self.issuer_port = issuer_port
         self._rest: RestServer | None = None
         self._issuer = issuer
         self._owns_issuer = issuer is None
@@ -113,7 +119,12 @@ class TasksEmulator:
         if self._server is not None:
             return int(self.port)
         if self._issuer is None:
-            self._issuer = LocalIssuer()
+            try:
+                self._issuer = start_kept_issuer(self.store, self.host, self.issuer_port)
+            except OSError as exc:
+                raise EmulatorStartError(
+                    f"Cannot bind the OIDC issuer to {self.host}:{self.issuer_port}: {exc}"
+                ) from exc
         self._issuer.start()
         issuer = self._issuer
         self.store.release_leases()

@@ -81,6 +81,10 @@ CREATE TABLE IF NOT EXISTS operations (
     data BLOB NOT NULL
 );
 CREATE INDEX IF NOT EXISTS operations_seq ON operations (seq);
+CREATE TABLE IF NOT EXISTS settings (
+    key TEXT PRIMARY KEY,
+    value BLOB NOT NULL
+);
 """
 
 _TASK_FIELDS = "name, body, schedule_s, leased, record"
@@ -149,6 +153,17 @@ class SqliteTaskStore(TaskStore):
         self._listener = listener
 
     # -- queues -------------------------------------------------------------------
+
+    def get_setting(self, key: str) -> bytes | None:
+        """Return the setting ``key``, or None."""
+        with self._lock:
+            row = self._db.execute("SELECT value FROM settings WHERE key = ?", (key,)).fetchone()
+        return None if row is None else bytes(row[0])
+
+    def put_setting(self, key: str, value: bytes) -> None:
+        """Store the setting ``key``."""
+        with self._tx() as db:
+            db.execute("INSERT OR REPLACE INTO settings (key, value) VALUES (?, ?)", (key, value))
 
     def create_queue(self, config: QueueConfig) -> None:
         """Add a queue; raise :class:`QueueAlreadyExistsError` if its name exists."""

@@ -47,6 +47,14 @@ class TaskStore(ABC):
         """Register the callback told when a task is (re)scheduled."""
 
     @abstractmethod
+    def get_setting(self, key: str) -> bytes | None:
+        """Return an emulator setting kept with the state (e.g. the OIDC key), or None."""
+
+    @abstractmethod
+    def put_setting(self, key: str, value: bytes) -> None:
+        """Keep an emulator setting with the state, replacing any earlier value."""
+
+    @abstractmethod
     def create_queue(self, config: QueueConfig) -> None:
         """Add a queue; raise :class:`QueueAlreadyExistsError` if its name exists."""
 
