@@ -70,12 +70,15 @@ class Buildah:
         storage = ["--root", str(self.cache / "storage"), "--runroot", str(run_root)]
         return ["buildah", *storage, "--storage-driver", "overlay", *args]
 
+    def prepare(self) -> None:
+        """Make the cache folder and a containers.conf that sets no ulimits."""
+        self.cache.mkdir(parents=True, exist_ok=True)
+        # The sandbox refuses the rlimits buildah sets by default.
+        (self.cache / "containers.conf").write_text("[containers]\ndefault_ulimits = []\n")
+
     @property
     def env(self) -> dict[str, str]:
-        # The sandbox refuses the rlimits buildah sets by default.
-        conf = self.cache / "containers.conf"
-        conf.write_text("[containers]\ndefault_ulimits = []\n")
-        return {**os.environ, "CONTAINERS_CONF": str(conf)}
+        return {**os.environ, "CONTAINERS_CONF": str(self.cache / "containers.conf")}
 
     def __call__(self, *args: str, timeout_s: float = 120.0) -> str:
         done = subprocess.run(
@@ -138,7 +141,7 @@ def image() -> Iterator[tuple[Buildah, dict[str, Any]]]:
     if os.geteuid() != 0:
         unavailable("buildah's chroot isolation and debootstrap need root")
     buildah = Buildah(CACHE)
-    CACHE.mkdir(parents=True, exist_ok=True)
+    buildah.prepare()
     with open(CACHE / "lock", "w") as lock:  # one build at a time in the shared cache
         fcntl.flock(lock, fcntl.LOCK_EX)
         key = stand_in_key()
