@@ -22,11 +22,14 @@ RUN pip wheel --no-deps --wheel-dir dist .
 
 FROM base
 WORKDIR /app
-# Dependencies first, in a layer of their own: editing the code does not reinstall them.
-COPY pyproject.toml deploy/requirements.py ./
-RUN python requirements.py pyproject.toml > requirements.txt && pip install -r requirements.txt
+# Dependencies first, in a layer of their own: editing the code does not reinstall
+# them. They are the pinned, hash-checked versions of requirements.lock (`make lock`
+# writes it from pyproject.toml); `pip check` fails the build if the lock is older
+# than a requirement of the wheel.
+COPY requirements.lock ./
+RUN pip install --require-hashes -r requirements.lock
 COPY --from=wheel /src/dist/ dist/
-RUN pip install --no-deps dist/*.whl && rm -rf dist
+RUN pip install --no-deps dist/*.whl && rm -rf dist && pip check
 RUN useradd --uid 10001 --no-create-home --shell /usr/sbin/nologin app
 USER 10001
 

@@ -1,24 +1,47 @@
 # The README's two commands: `make demo` runs the whole path on the local cloud,
-# `make test` runs the test suite. Both create .venv first when needed.
+# `make test` runs the test suite. Both create .venv first when needed, from the
+# pinned versions in requirements-dev.lock; `make lock` refreshes the lock files.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# The tool that writes the lock files, installed into .venv by `make lock`.
+UV_VERSION := 0.13.9
+# Runs a command with its output in .venv/make.log, shown only if the command fails.
+QUIETLY := .ci/quietly $(VENV)/make.log
+COMPILE := $(BIN)/uv pip compile pyproject.toml --universal --python-version 3.11 \
+	--generate-hashes --quiet --custom-compile-command 'make lock'
 
-.PHONY: venv demo test chaos lint clean
+.PHONY: venv lock lock-upgrade image-tools demo test chaos lint clean
 
 venv: $(STAMP)
 
-$(STAMP): pyproject.toml
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
-	touch $(STAMP)
+$(STAMP): pyproject.toml requirements-dev.lock
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@$(QUIETLY) $(BIN)/python -m pip install --require-hashes -r requirements-dev.lock
+	@$(QUIETLY) $(BIN)/python -m pip install --no-deps -e .
+	@$(BIN)/python .ci/check_lock.py
+	@touch $(STAMP)
+
+# Pins what pyproject.toml names, keeping the versions already locked where they
+# still fit; `make lock-upgrade` moves every pin to the newest release.
+lock:
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@test -x $(BIN)/uv || $(QUIETLY) $(BIN)/python -m pip install 'uv==$(UV_VERSION)'
+	@$(COMPILE) $(UPGRADE) -o requirements.lock
+	@$(COMPILE) $(UPGRADE) --extra dev --constraint requirements.lock -o requirements-dev.lock
+
+lock-upgrade:
+	@$(MAKE) --no-print-directory lock UPGRADE=--upgrade
+
+# buildah and debootstrap, for the test that builds and runs the image.
+image-tools:
+	@.ci/image-tools
 
 demo: venv
 	$(BIN)/localcloud demo
 
-test: venv
+test: venv image-tools
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 	$(BIN)/pytest
