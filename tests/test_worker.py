@@ -34,6 +34,7 @@ from worker.actions.inventory import update_inventory
 from worker.app import create_app
 from worker.config import WorkerConfig
 from worker.ledger import Ledger
+from worker.perform import Performer
 
 
 @pytest.fixture(scope="module")
@@ -596,15 +597,21 @@ def test_a_commit_whose_answer_was_lost_is_done_not_taken_over(
 
 
 def test_a_dead_letter_never_overwrites_an_action_done_meanwhile(
-    db: firestore.Client, worker: Sender
+    db: firestore.Client, worker: Sender, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     (order_id,) = seed_orders(db, 1)
     payload = TaskPayload(order_id, "send_confirmation", 0, "r")
-    assert worker.deliver(payload).json()["outcome"] == "done"
-    # The ledger as a last attempt may read it just before the holder's commit lands.
-    held = db.collection(ORDERS).document(order_id).collection(LEDGER).document(payload.action)
+    order_ref = db.collection(ORDERS).document(order_id)
+    held = order_ref.collection(LEDGER).document(payload.action)
     lease_until = datetime.datetime.now(datetime.UTC) + datetime.timedelta(seconds=600)
     held.set({"state": "claimed", "claimId": "a-live-delivery", "leaseUntil": lease_until})
+    original = Performer.record_rejection
+
+    def holder_commits_meanwhile(self: Performer, *args: Any) -> None:
+        original(self, *args)  # the dead letter document; then the live holder's commit lands
+        order_ref.update({"actions.send_confirmation.state": "done"})
+
+    monkeypatch.setattr(Performer, "record_rejection", holder_commits_meanwhile)
     last = worker.deliver(payload, retry_count=99)
     assert (last.status_code, last.json()["outcome"]) == (503, "dead_lettered")
     assert order(db, order_id)["actions"]["send_confirmation"]["state"] == "done"

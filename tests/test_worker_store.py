@@ -116,7 +116,7 @@ def test_reads_say_what_is_missing_and_an_increment_reports_its_result(
     writes.update(store.document("counters", "c"), {"count": Increment(1), "at": SERVER_TIMESTAMP})
     (result,) = store.commit(writes)
     assert integer_result(result) == 42
-    assert store.get_later(store.document("counters", "c"))().fields["count"] == 42
+    assert store.get(store.document("counters", "c")).fields["count"] == 42
 
 
 def test_only_a_commit_that_cannot_land_twice_is_retry_safe(db: firestore.Client) -> None:

@@ -1,9 +1,9 @@
 """Perform one action of one order exactly once, under redelivery and racing deliveries.
 
-1. Claim ``orders/{id}/ledger/{action}`` for this delivery (:mod:`worker.ledger`):
-   a live claim of another delivery answers 409 Conflict, a done entry answers
-   200 at once. Meanwhile read the order (its items and customer
-   do not change after creation).
+1. Read the order (its items and customer do not change after creation); an
+   action it records done answers 200 at once. Then claim
+   ``orders/{id}/ledger/{action}`` for this delivery (:mod:`worker.ledger`): a
+   live claim of another delivery answers 409 Conflict, a done entry 200.
 2. Run the action, the claim's lease renewed meanwhile (:mod:`worker.heartbeat`):
    it adds its writes to one commit (stock with preconditions on what it read)
    and may deliver an outbox effect with its idempotency key.
@@ -117,9 +117,15 @@ class Performer:
             raise PermanentTaskError(f"Firestore refused the request for good: {exc}") from exc
 
     def _perform(self, order_ref: DocRef, payload: TaskPayload, delivery: Delivery) -> Outcome:
-        # The order's own fields (items, customer) do not change after creation, so a
-        # plain read is enough; it runs while the claim is written: one round trip.
-        reading = self._store.get_later(order_ref)
+        # The order first: a redelivery of a done action then costs one read and no
+        # write, and a missing order leaves no claim behind. Its own fields (items,
+        # customer) do not change after creation, so this read serves the action.
+        snapshot = self._store.get(order_ref)
+        if not snapshot.exists:
+            raise PermanentTaskError(f"order {payload.order_id!r} does not exist")
+        if action_done(snapshot.fields, payload.action):
+            self._complete_order_if_done(order_ref)
+            return Outcome.ALREADY_DONE
         ledger_ref = order_ref.collection(LEDGER).document(payload.action)
         claimed = self._ledger.claim(ledger_ref, _claim_id(), payload, delivery)
         if isinstance(claimed, Settled):
@@ -127,14 +133,6 @@ class Performer:
                 return Outcome.ALREADY_FAILED
             self._complete_order_if_done(order_ref)
             return Outcome.ALREADY_DONE
-        try:
-            snapshot = reading()
-        except BaseException:
-            self._ledger.release(claimed)
-            raise
-        if not snapshot.exists:
-            self._ledger.release(claimed)
-            raise PermanentTaskError(f"order {payload.order_id!r} does not exist")
         guard = OrderGuard()
         for attempt in range(COMMIT_ATTEMPTS):
             if attempt > 0 and guard.wanted:  # the order may be what changed: read it again

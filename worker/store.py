@@ -17,8 +17,7 @@ Build one :class:`Store` per process with :func:`build_store`; it is thread-safe
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,7 +40,6 @@ __all__ = [
 SERVER_TIMESTAMP = firestore.SERVER_TIMESTAMP
 DELETE_FIELD = firestore.DELETE_FIELD
 Increment = firestore.Increment
-EARLY_READERS = 16  # threads that read an order while the delivery claims its action
 
 
 @dataclass(frozen=True)
@@ -69,7 +67,6 @@ class Store:
         self.client = client
         self._timeout_s = timeout_s
         self._read_retry = read_retry(timeout_s)
-        self._readers = ThreadPoolExecutor(EARLY_READERS, thread_name_prefix="early-read")
 
     def document(self, *segments: str) -> DocRef:
         """Return the reference of the document ``segments`` name (``"orders", "o1"``).
@@ -82,10 +79,6 @@ class Store:
     def get(self, ref: DocRef) -> Doc:
         """Read one document; a missing one has ``exists`` False."""
         return Doc.of(ref.get(retry=self._read_retry, timeout=self._timeout_s))
-
-    def get_later(self, ref: DocRef) -> Callable[[], Doc]:
-        """Start reading ``ref`` now; the returned function waits for it, as :meth:`get` would."""
-        return self._readers.submit(self.get, ref).result
 
     def get_all(self, refs: Iterable[DocRef]) -> dict[str, Doc]:
         """Read documents in one call, keyed by path (``inventory/sku-1``).
@@ -107,8 +100,7 @@ class Store:
         return writes.commit(self._timeout_s)
 
     def close(self) -> None:
-        """Stop the early readers and close the client; the store cannot be used afterwards."""
-        self._readers.shutdown(wait=True)
+        """Close the client; the store cannot be used afterwards."""
         self.client.close()
 
 
