@@ -47,6 +47,9 @@ class Heartbeats:
         On leaving, no renewal of it is under way any more: ``claim.update_time``
         is the last one, for the commit that follows.
         """
+        if claim.deferred is not None:  # nothing written yet: nothing to renew
+            yield
+            return
         with claim.lock:
             claim.renewing = True
         with self._changed:

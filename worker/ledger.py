@@ -27,7 +27,7 @@ from google.api_core import exceptions as gexc
 from orders.contract import TaskPayload
 from worker.delivery import Delivery
 from worker.errors import ClaimHeldError, TransientTaskError
-from worker.store import DELETE_FIELD, SERVER_TIMESTAMP, DocRef, Store, Writes
+from worker.store import DELETE_FIELD, SERVER_TIMESTAMP, Doc, DocRef, Store, Writes
 
 CLAIM_ATTEMPTS = 5  # reads and writes of one claim before answering 503
 
@@ -58,8 +58,11 @@ class Claim:
 
     ref: DocRef  # the ledger entry
     claim_id: str
-    update_time: dt.datetime
+    update_time: dt.datetime | None  # None: a deferred claim on a missing entry
     attempts: int
+    # A deferred claim's fields, not written yet: the commit that settles the
+    # action writes them (None: the claim was written).
+    deferred: dict[str, Any] | None = None
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
     renewing: bool = False  # a heartbeat keeps it alive
     lost: bool = False  # a renewal found it taken over or gone
@@ -106,36 +109,68 @@ class Ledger:
                     return self._create(ref, claim_id, payload, delivery)
                 except gexc.AlreadyExists:
                     continue
-            entry = snapshot.fields
-            state = entry.get("state")
-            retry_failed = state == LedgerState.FAILED and payload.generation > int(
-                entry.get("generation", 0)
-            )  # a re-run of a failed order (the next generation) tries the action again
-            if state in (LedgerState.DONE, LedgerState.FAILED) and not retry_failed:
-                return Settled(LedgerState(state), str(entry.get("error", "")))
-            attempts = int(entry.get("attempts", 0)) + 1
-            if entry.get("claimId") == claim_id:
-                return Claim(ref, claim_id, snapshot.update_time, attempts - 1)
-            # A failed entry is held by nobody: its old lease does not count.
-            remaining_s = 0.0 if retry_failed else self._remaining_s(entry.get("leaseUntil"))
-            if remaining_s > 0:
-                raise ClaimHeldError(
-                    f"another delivery ({entry.get('cloudTaskName', '?')}, claim "
-                    f"{entry.get('claimId', '?')}) holds the action for {remaining_s:.1f} s more",
-                    retry_after_s=max(1, math.ceil(remaining_s)),
-                )
-            fields = self._claim_fields(claim_id, payload, delivery, attempts)
-            fields["takenOverFrom"] = entry.get("claimId", "")
-            if retry_failed:
-                fields["error"] = DELETE_FIELD
+            judged = self._judge(snapshot, claim_id, payload, delivery)
+            if not isinstance(judged, dict):
+                return judged
             writes = self._store.writes()
-            writes.update(ref, fields, last_update_time=snapshot.update_time)
+            writes.update(ref, judged, last_update_time=snapshot.update_time)
             try:
                 (result,) = self._store.commit(writes)
             except gexc.FailedPrecondition:
                 continue  # another delivery took it over first: look again
-            return Claim(ref, claim_id, result.update_time, attempts)
+            return Claim(ref, claim_id, result.update_time, judged["attempts"])
         raise TransientTaskError(f"ledger entry {ref.path} kept changing while being claimed")
+
+    def defer(
+        self, snapshot: Doc, claim_id: str, payload: TaskPayload, delivery: Delivery
+    ) -> Claim | Settled:
+        """Claim the entry read as ``snapshot`` without writing, or tell that it is settled.
+
+        For an action whose whole effect is in its commit: that commit writes
+        the claim with the outcome, on condition that the entry is still as
+        read (missing: created), so a racing delivery's commit is refused.
+        Raises :class:`ClaimHeldError` when another delivery's claim is live.
+        """
+        if not snapshot.exists:
+            fields = self._claim_fields(claim_id, payload, delivery, 1)
+            return Claim(snapshot.ref, claim_id, None, 1, deferred=fields)
+        judged = self._judge(snapshot, claim_id, payload, delivery)
+        if not isinstance(judged, dict):
+            return judged
+        return Claim(
+            snapshot.ref, claim_id, snapshot.update_time, judged["attempts"], deferred=judged
+        )
+
+    def _judge(
+        self, snapshot: Doc, claim_id: str, payload: TaskPayload, delivery: Delivery
+    ) -> Claim | Settled | dict[str, Any]:
+        """Judge an existing entry: settled, our own claim, or the fields that take it over.
+
+        Raises :class:`ClaimHeldError` when another delivery's claim is live.
+        """
+        entry = snapshot.fields
+        state = entry.get("state")
+        retry_failed = state == LedgerState.FAILED and payload.generation > int(
+            entry.get("generation", 0)
+        )  # a re-run of a failed order (the next generation) tries the action again
+        if state in (LedgerState.DONE, LedgerState.FAILED) and not retry_failed:
+            return Settled(LedgerState(state), str(entry.get("error", "")))
+        attempts = int(entry.get("attempts", 0)) + 1
+        if entry.get("claimId") == claim_id:
+            return Claim(snapshot.ref, claim_id, snapshot.update_time, attempts - 1)
+        # A failed entry is held by nobody: its old lease does not count.
+        remaining_s = 0.0 if retry_failed else self._remaining_s(entry.get("leaseUntil"))
+        if remaining_s > 0:
+            raise ClaimHeldError(
+                f"another delivery ({entry.get('cloudTaskName', '?')}, claim "
+                f"{entry.get('claimId', '?')}) holds the action for {remaining_s:.1f} s more",
+                retry_after_s=max(1, math.ceil(remaining_s)),
+            )
+        fields = self._claim_fields(claim_id, payload, delivery, attempts)
+        fields["takenOverFrom"] = entry.get("claimId", "")
+        if retry_failed:
+            fields["error"] = DELETE_FIELD
+        return fields
 
     def standing(self, claim: Claim) -> Standing:
         """Tell where ``claim`` stands now: still held, done by this delivery, or lost.
@@ -143,9 +178,12 @@ class Ledger:
         Done by this delivery means a commit landed whose answer was lost (its
         retry was then refused, since the entry had changed).
         """
-        entry = self._store.get(claim.ref).fields
+        snapshot = self._store.get(claim.ref)
+        entry = snapshot.fields
         if entry.get("claimId") != claim.claim_id:
-            return Standing.LOST  # taken over after the lease passed
+            if claim.deferred is not None and snapshot.update_time == claim.update_time:
+                return Standing.HELD  # a deferred claim's entry is still as it was read
+            return Standing.LOST  # taken over after the lease passed, or by a racing commit
         if entry.get("state") == LedgerState.CLAIMED.value:
             return Standing.HELD
         if entry.get("state") == LedgerState.DONE.value:
@@ -158,22 +196,33 @@ class Ledger:
         The entry already names the delivery (task name, retry and execution
         counts): the claim wrote them.
         """
-        writes.update(
-            claim.ref,
-            {"state": LedgerState.DONE.value, "completedAt": SERVER_TIMESTAMP},
-            last_update_time=claim.update_time,
+        self._settle(
+            writes, claim, {"state": LedgerState.DONE.value, "completedAt": SERVER_TIMESTAMP}
         )
 
     def fail(self, writes: Writes, claim: Claim, reason: str) -> None:
         """Add to ``writes`` the update that marks the claimed entry failed for ``reason``."""
-        writes.update(
-            claim.ref,
+        self._settle(
+            writes,
+            claim,
             {"state": LedgerState.FAILED.value, "error": reason, "failedAt": SERVER_TIMESTAMP},
-            last_update_time=claim.update_time,
         )
+
+    def _settle(self, writes: Writes, claim: Claim, outcome: dict[str, Any]) -> None:
+        """Add the write of ``outcome``, conditional on the claim (a deferred one: written too)."""
+        if claim.deferred is None:
+            writes.update(claim.ref, outcome, last_update_time=claim.update_time)
+        elif claim.update_time is None:
+            writes.create(claim.ref, {**claim.deferred, **outcome})
+        else:
+            writes.update(
+                claim.ref, {**claim.deferred, **outcome}, last_update_time=claim.update_time
+            )
 
     def release(self, claim: Claim) -> bool:
         """Delete the claim (still ours) so a retry need not wait for the lease; never raises."""
+        if claim.deferred is not None:
+            return True  # nothing was written
         writes = self._store.writes()
         writes.delete(claim.ref, last_update_time=claim.update_time)
         try:

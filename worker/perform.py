@@ -3,7 +3,10 @@
 1. Read the order (its items and customer do not change after creation); an
    action it records done answers 200 at once. Then claim
    ``orders/{id}/ledger/{action}`` for this delivery (:mod:`worker.ledger`): a
-   live claim of another delivery answers 409 Conflict, a done entry 200.
+   live claim of another delivery answers 409 Conflict, a done entry 200. An
+   action whose whole effect is in its commit (``update_inventory``) reads the
+   entry with the order instead and writes no claim: its commit writes it,
+   on condition that the entry is still as read (:meth:`Ledger.defer`).
 2. Run the action, the claim's lease renewed meanwhile (:mod:`worker.heartbeat`):
    it adds its writes to one commit (stock with preconditions on what it read)
    and may deliver an outbox effect with its idempotency key.
@@ -51,7 +54,7 @@ from orders.schema import (
     OrderStatus,
     action_done,
 )
-from worker.actions import REGISTRY, ActionContext, OrderGuard
+from worker.actions import IN_COMMIT, REGISTRY, ActionContext, OrderGuard
 from worker.actions.confirmation import KIND as EMAIL
 from worker.actions.warehouse import KIND as WAREHOUSE
 from worker.config import WorkerConfig
@@ -120,14 +123,22 @@ class Performer:
         # The order first: a redelivery of a done action then costs one read and no
         # write, and a missing order leaves no claim behind. Its own fields (items,
         # customer) do not change after creation, so this read serves the action.
-        snapshot = self._store.get(order_ref)
+        ledger_ref = order_ref.collection(LEDGER).document(payload.action)
+        deferred = payload.action in IN_COMMIT  # its claim is written by its commit
+        if deferred:  # the ledger entry too, in the same read
+            read = self._store.get_all([order_ref, ledger_ref])
+            snapshot = read[order_ref.path]
+        else:
+            snapshot = self._store.get(order_ref)
         if not snapshot.exists:
             raise PermanentTaskError(f"order {payload.order_id!r} does not exist")
         if action_done(snapshot.fields, payload.action):
             self._complete_order_if_done(order_ref)
             return Outcome.ALREADY_DONE
-        ledger_ref = order_ref.collection(LEDGER).document(payload.action)
-        claimed = self._ledger.claim(ledger_ref, _claim_id(), payload, delivery)
+        if deferred:
+            claimed = self._ledger.defer(read[ledger_ref.path], _claim_id(), payload, delivery)
+        else:
+            claimed = self._ledger.claim(ledger_ref, _claim_id(), payload, delivery)
         if isinstance(claimed, Settled):
             if claimed.state is LedgerState.FAILED:
                 return Outcome.ALREADY_FAILED
@@ -151,8 +162,8 @@ class Performer:
                     return Outcome.DONE
                 if standing is Standing.LOST:
                     raise ClaimHeldError(
-                        f"order {payload.order_id}: {payload.action} was taken over after "
-                        "this delivery's lease passed"
+                        f"order {payload.order_id}: {payload.action} was taken over by "
+                        "another delivery (this one's lease passed, or its commit lost a race)"
                     ) from None
                 time.sleep(random.uniform(0.0, CONFLICT_PAUSE_S))
                 continue
@@ -259,7 +270,7 @@ class Performer:
         writes.update(snapshot.ref, update)
         try:
             self._store.commit(writes)
-        except gexc.FailedPrecondition:
+        except (gexc.FailedPrecondition, gexc.AlreadyExists):
             raise TransientTaskError(
                 f"{reason}; but the claim was taken over before the failure was recorded"
             ) from None
