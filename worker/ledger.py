@@ -9,7 +9,10 @@ answered at once. A claim whose lease has passed, left by a delivery that
 crashed, is taken over with a precondition on the update time read, so two
 deliveries never both take it. Every later write of the owner (renewal, done,
 failed, release) carries a precondition on the update time of its own last
-write: a delivery that lost its claim can change nothing.
+write: a delivery that lost its claim can change nothing. An action whose
+whole effect is in its commit needs no claim written beforehand
+(:meth:`Ledger.defer`): its commit writes the claim with the outcome, on
+condition that the entry is still as read (created if it was missing).
 """
 
 from __future__ import annotations
