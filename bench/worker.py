@@ -8,7 +8,12 @@ token), from 32 concurrent senders, after an unmeasured warm-up of 100 orders
 concurrency, it measures the emulator's raw ceiling: one read-modify-write
 transaction per task on distinct documents, three times over (the median round
 counts). The last line of stdout is one JSON object: tasks/s, p50/p99 latency
-(ms), the ceiling and the ratio.
+(ms), the ceiling and the ratio; ``cpu_ms_per_delivery``, the worker processes'
+CPU (user and system, from /proc) per measured delivery; and, per completed
+order, the Firestore RPCs and the billed document reads, writes and deletes
+(:mod:`bench.billing`), of the worker (the same app, in this process, over
+``BILLED_ORDERS`` more orders) and of the naive design (``naive_*``: one
+read-modify-write transaction per action) in the same run.
 
     .venv/bin/python bench/worker.py [--orders 400] [--concurrency 32]
 """
@@ -30,6 +35,9 @@ from pathlib import Path
 import urllib3
 from google.cloud import firestore
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.billing import FirestoreBill, counted, naive_action, poster
 from localcloud.firestore_emulator import FirestoreEmulator
 from localcloud.oidc import LocalIssuer
 from localcloud.processes import ManagedProcess, free_port, http_ok
@@ -37,11 +45,14 @@ from localcloud.seed import seed
 from localcloud.warehouse import WarehouseReceiver
 from orders.contract import TaskPayload
 from orders.schema import ACTIONS, ORDERS
+from worker.app import create_app
+from worker.config import WorkerConfig
 
 QUEUE = "bench-queue"
 WARMUP_ORDERS = 100  # delivered first and not measured
 CEILING_ROUNDS = 3  # the ceiling is the median round: a 2-second round varies by 15%
 INVOKER = "bench-invoker@bench.iam.gserviceaccount.com"
+BILLED_ORDERS = 60  # orders whose Firestore operations are counted, per design
 
 
 def timed_run(
@@ -64,6 +75,70 @@ def timed_run(
 def percentile_ms(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return round(1000 * ordered[min(len(ordered) - 1, int(q * len(ordered)))], 1)
+
+
+def tree_cpu_s(pid: int) -> float:
+    """Return the CPU seconds (user + system) of process ``pid`` and its descendants, now."""
+    parents: dict[int, int] = {}
+    times: dict[int, float] = {}
+    tick_s = 1 / os.sysconf("SC_CLK_TCK")
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # exited meanwhile
+        parents[int(entry.name)] = int(fields[1])  # ppid: the 4th field of stat
+        times[int(entry.name)] = (int(fields[11]) + int(fields[12])) * tick_s  # utime, stime
+    tree, grew = {pid}, True
+    while grew:
+        more = {child for child, parent in parents.items() if parent in tree} - tree
+        tree |= more
+        grew = bool(more)
+    return sum(times.get(each, 0.0) for each in tree)
+
+
+def delivery_headers(token: str, i: int) -> dict[str, str]:
+    """Return the headers Cloud Tasks would send with the ``i``-th task."""
+    return {
+        "Content-Type": "application/json",
+        "Authorization": f"Bearer {token}",
+        "X-CloudTasks-QueueName": QUEUE,
+        "X-CloudTasks-TaskName": f"bench-{i}",
+        "X-CloudTasks-TaskRetryCount": "0",
+        "X-CloudTasks-TaskExecutionCount": "0",
+    }
+
+
+def bill_worker(project: str, env: dict[str, str], token: str) -> dict[str, float]:
+    """Deliver ``BILLED_ORDERS`` orders' tasks to the worker app in this process; count."""
+    ids = seed(firestore.Client(project=project), BILLED_ORDERS)
+    bill = FirestoreBill()
+    with counted(bill):
+        app = create_app(WorkerConfig.from_env({**env, "GOOGLE_CLOUD_PROJECT": project}))
+        client = app.test_client()
+        for i, task in enumerate(TaskPayload(o, a, 0, "bench") for o in ids for a in ACTIONS):
+            answer = client.post("/tasks", data=task.to_json(), headers=delivery_headers(token, i))
+            if answer.status_code != 200 or answer.get_json().get("outcome") != "done":
+                raise SystemExit(f"billed delivery failed: {answer.status_code} {answer.data!r}")
+    return bill.per(BILLED_ORDERS)
+
+
+def bill_naive(project: str, warehouse_url: str) -> dict[str, float]:
+    """Perform ``BILLED_ORDERS`` orders the naive way, in this process; count."""
+    ids = seed(firestore.Client(project=project), BILLED_ORDERS)
+    bill = FirestoreBill()
+    post = poster(warehouse_url)
+    with counted(bill):
+        db = firestore.Client(project=project)
+        for order_id in ids:
+            for action in ACTIONS:
+                naive_action(db, order_id, action, post)
+    done = sum(1 for doc in db.collection(ORDERS).stream() if doc.get("status") == "completed")
+    if done != BILLED_ORDERS:
+        raise SystemExit(f"the naive design completed {done} of {BILLED_ORDERS} orders")
+    return bill.per(BILLED_ORDERS, prefix="naive_")
 
 
 def bench_worker(project: str, orders: int, concurrency: int, log_dir: Path) -> dict[str, float]:
@@ -107,14 +182,7 @@ def bench_worker(project: str, orders: int, concurrency: int, log_dir: Path) -> 
                     "POST",
                     "/tasks",
                     body=task.to_json(),
-                    headers={
-                        "Content-Type": "application/json",
-                        "Authorization": f"Bearer {token}",
-                        "X-CloudTasks-QueueName": QUEUE,
-                        "X-CloudTasks-TaskName": f"bench-{i}",
-                        "X-CloudTasks-TaskRetryCount": "0",
-                        "X-CloudTasks-TaskExecutionCount": "0",
-                    },
+                    headers=delivery_headers(token, i),
                     timeout=60.0,
                     retries=False,
                 )
@@ -123,7 +191,10 @@ def bench_worker(project: str, orders: int, concurrency: int, log_dir: Path) -> 
 
             # Warm up the emulator's JIT, the channels and the thread pools first.
             timed_run(lambda i: send(warm[i], i), len(warm), concurrency)
+            assert worker.pid is not None
+            cpu_before_s = tree_cpu_s(worker.pid)
             seconds, latencies = timed_run(lambda i: send(tasks[i], i), len(tasks), concurrency)
+            cpu_s = tree_cpu_s(worker.pid) - cpu_before_s
             for action in ACTIONS:
                 mine = [
                     lat for lat, task in zip(latencies, tasks, strict=True) if task.action == action
@@ -138,11 +209,16 @@ def bench_worker(project: str, orders: int, concurrency: int, log_dir: Path) -> 
         notified = warehouse.summary()["notifications"]
         if failures or completed != expected or notified != expected:
             raise SystemExit(f"bench run was wrong: {failures[:3]}, {completed} completed")
+        billed = bill_worker(f"{project}-billed", env, token)
+        naive = bill_naive(f"{project}-naive", warehouse.url)
     return {
         "tasks": len(tasks),
         "tasks_per_s": round(len(tasks) / seconds, 1),
         "p50_ms": percentile_ms(latencies, 0.50),
         "p99_ms": percentile_ms(latencies, 0.99),
+        "cpu_ms_per_delivery": round(1000 * cpu_s / len(tasks), 2),
+        **billed,
+        **naive,
     }
 
 

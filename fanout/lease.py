@@ -17,6 +17,7 @@ from google.api_core import exceptions as gexc
 from google.cloud import firestore
 
 from fanout.errors import LeaseHeldError, LeaseLostError
+from orders.writes import unchanged_since, update_if_unchanged
 
 LEASES = "fanout_leases"
 LEASE_SCOPE = "orders"  # the lease document every fan-out run of the orders takes
@@ -56,9 +57,10 @@ class RunLease:
                     f"fan-out lease until {holder.get('expiresAt')}; try again after that"
                 )
             fields["handoffTo"] = firestore.DELETE_FIELD
-            option = self._client.write_option(last_update_time=snapshot.update_time)
             try:
-                self._update_time = self._ref.update(fields, option=option).update_time
+                self._update_time = update_if_unchanged(
+                    self._client, self._ref, fields, snapshot.update_time
+                )
                 return
             except (gexc.FailedPrecondition, gexc.NotFound):
                 continue
@@ -74,7 +76,7 @@ class RunLease:
 
     def release(self) -> None:
         """Give the lease up, unless someone else holds it by now."""
-        option = self._client.write_option(last_update_time=self._update_time)
+        option = unchanged_since(self._client, self._update_time)
         with contextlib.suppress(gexc.FailedPrecondition, gexc.NotFound):
             self._ref.delete(option=option)
 
@@ -92,9 +94,10 @@ class RunLease:
         }
 
     def _write(self, fields: dict[str, Any]) -> None:
-        option = self._client.write_option(last_update_time=self._update_time)
         try:
-            self._update_time = self._ref.update(fields, option=option).update_time
+            self._update_time = update_if_unchanged(
+                self._client, self._ref, fields, self._update_time
+            )
         except (gexc.FailedPrecondition, gexc.NotFound):
             raise LeaseLostError(
                 f"run {self.run_id} lost the fan-out lease (it expired and was taken over); "

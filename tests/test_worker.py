@@ -7,6 +7,7 @@ import json
 import os
 import signal
 import sys
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -22,6 +23,7 @@ from localcloud.processes import ManagedProcess, free_port, http_ok
 from localcloud.warehouse import WarehouseReceiver
 from orders.contract import TaskPayload
 from orders.schema import ACTIONS, DEAD_LETTERS, INVENTORY, LEDGER, ORDERS, OUTBOX
+from orders.writes import Writes
 from tests.conftest import seed_orders
 from tests.receiver import wait_for
 from tests.servers import ServerThread
@@ -30,7 +32,9 @@ from worker.actions import REGISTRY, ActionContext
 from worker.actions.confirmation import send_confirmation
 from worker.actions.inventory import update_inventory
 from worker.app import create_app
-from worker.firestore_rpc import FirestoreRpc
+from worker.config import WorkerConfig
+from worker.ledger import Ledger
+from worker.perform import Performer
 
 
 @pytest.fixture(scope="module")
@@ -95,8 +99,7 @@ def test_ten_simultaneous_deliveries_take_effect_once(
         answers = list(pool.map(lambda i: worker.deliver(payload, retry_count=i), range(10)))
     outcomes = [(a.status_code, a.json()["outcome"]) for a in answers]
     assert outcomes.count((200, "done")) == 1, outcomes
-    assert set(outcomes) <= {(200, "done"), (200, "already_done"), (503, "busy")}, outcomes
-    assert all(int(a.headers["Retry-After"]) >= 1 for a in answers if a.status_code == 503)
+    assert set(outcomes) <= {(200, "done"), (200, "already_done"), (409, "busy")}, outcomes
     assert order(db, order_id)["actions"][action]["state"] == "done"
     assert order(db, order_id)["actionsDone"] == 1
     if action == "update_inventory":
@@ -168,7 +171,8 @@ def test_a_killed_delivery_is_completed_after_its_lease(
 
     wait_for(redeliver, timeout_s=60)
     assert answers[-1].json()["outcome"] == "done"
-    assert all(a.json()["outcome"] == "busy" for a in answers[:-1])  # while the lease lived
+    # While the short lease lived: 409, retried with the task's backoff, never throttling.
+    assert all((a.status_code, a.json()["outcome"]) == (409, "busy") for a in answers[:-1])
     entry = ledger(db, order_id, "notify_warehouse")
     assert entry is not None and entry["state"] == "done"
     assert entry["takenOverFrom"] == killed["claimId"] and entry["attempts"] == 2
@@ -359,18 +363,60 @@ def test_errors_are_json(worker: Sender) -> None:
     assert requests.get(f"{worker.url}/healthz", timeout=10).json()["status"] == "ok"
 
 
-def test_a_delivery_overtaken_after_its_lease_changes_nothing(
-    db: firestore.Client, project: str, issuer: LocalIssuer, warehouse: WarehouseReceiver
+@pytest.fixture
+def short_lease(project: str, issuer: LocalIssuer, warehouse: WarehouseReceiver) -> WorkerConfig:
+    """A worker whose claims live 1 s, renewed every 0.2 s, and whose POSTs may take long."""
+    return worker_config(
+        project, issuer.issuer_url, issuer.certs_url, warehouse.url, lease_s=1.0,
+        heartbeat_s=0.2, delivery_timeout_s=60.0,
+    )  # fmt: skip
+
+
+def test_a_slow_live_delivery_keeps_its_claim_past_the_lease(
+    db: firestore.Client,
+    short_lease: WorkerConfig,
+    issuer: LocalIssuer,
+    warehouse: WarehouseReceiver,
 ) -> None:
     (order_id,) = seed_orders(db, 1)
     payload = TaskPayload(order_id, "notify_warehouse", 0, "r")
-    config = worker_config(
-        project, issuer.issuer_url, issuer.certs_url, warehouse.url, delivery_timeout_s=60.0
-    )
-    warehouse.delay_s = 8  # longer than the 3 s lease: the queue has given up on it
-    with ServerThread(create_app(config)) as server, ThreadPoolExecutor(1) as pool:
+    warehouse.delay_s = 3  # three leases: the heartbeat must keep the claim
+    with ServerThread(create_app(short_lease)) as server, ThreadPoolExecutor(1) as pool:
         worker = Sender(server.url, issuer)
         slow = pool.submit(worker.deliver, payload)
+        wait_for(lambda: warehouse.deliveries == 1, timeout_s=30)
+        claimed = ledger(db, order_id, "notify_warehouse")
+        busy: list[requests.Response] = []
+        while not slow.done():  # redeliveries meanwhile, after the first lease has run out too
+            busy.append(worker.deliver(payload, retry_count=1))
+            time.sleep(0.1)
+        done = slow.result(timeout=60)
+    assert (done.status_code, done.json()["outcome"]) == (200, "done")
+    assert busy and all((a.status_code, a.json()["outcome"]) == (409, "busy") for a in busy[:-1])
+    entry = ledger(db, order_id, "notify_warehouse")
+    assert claimed is not None and entry is not None
+    assert entry["state"] == "done" and entry["claimId"] == claimed["claimId"]
+    assert entry["leaseUntil"] > claimed["leaseUntil"]  # renewed
+    assert "takenOverFrom" not in entry
+    assert warehouse.summary() == {"notifications": 1, "deliveries": 1, "duplicates": 0}
+
+
+def test_a_delivery_whose_claim_was_taken_over_commits_nothing(
+    db: firestore.Client,
+    short_lease: WorkerConfig,
+    issuer: LocalIssuer,
+    warehouse: WarehouseReceiver,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    (order_id,) = seed_orders(db, 1)
+    payload = TaskPayload(order_id, "notify_warehouse", 0, "r")
+    # This delivery's heartbeat stalls (a process frozen, or cut off from Firestore):
+    # its claim runs out, and a redelivery takes it over while it still runs.
+    monkeypatch.setattr(Ledger, "renew", lambda self, claim: True)
+    warehouse.delay_s = 3
+    with ServerThread(create_app(short_lease)) as server, ThreadPoolExecutor(1) as pool:
+        worker = Sender(server.url, issuer)
+        stalled = pool.submit(worker.deliver, payload)
         wait_for(lambda: warehouse.deliveries == 1, timeout_s=30)
         warehouse.delay_s = 0
         answers: list[requests.Response] = []
@@ -380,14 +426,15 @@ def test_a_delivery_overtaken_after_its_lease_changes_nothing(
             return answers[-1].status_code == 200
 
         wait_for(redeliver, timeout_s=30)
-        overtaken = slow.result(timeout=60)
+        overtaken = stalled.result(timeout=60)
     assert answers[-1].json()["outcome"] == "done"
-    assert (overtaken.status_code, overtaken.json()["outcome"]) == (503, "busy")
+    assert (overtaken.status_code, overtaken.json()["outcome"]) == (409, "busy")
     assert "taken over" in overtaken.json()["error"]
     entry = ledger(db, order_id, "notify_warehouse")
     assert entry is not None and entry["state"] == "done" and entry["retryCount"] == 1
     assert order(db, order_id)["actions"]["notify_warehouse"]["attempts"] == 2
     assert order(db, order_id)["actionsDone"] == 1
+    assert len(list(db.collection(OUTBOX).stream())) == 1
     assert warehouse.summary() == {"notifications": 1, "deliveries": 2, "duplicates": 1}
 
 
@@ -461,7 +508,8 @@ def test_a_busy_last_attempt_is_dead_lettered(db: firestore.Client, worker: Send
     held.set({"state": "claimed", "claimId": "a-dead-delivery", "leaseUntil": lease_until})
     payload = TaskPayload(order_id, "update_inventory", 0, "r")
     busy = worker.deliver(payload, retry_count=5)
-    assert (busy.status_code, busy.json()["outcome"]) == (503, "busy")
+    assert (busy.status_code, busy.json()["outcome"]) == (409, "busy")
+    assert "holds the action" in busy.json()["error"]
     assert list(db.collection(DEAD_LETTERS).stream()) == []
     last = worker.deliver(payload, retry_count=99)
     assert (last.status_code, last.json()["outcome"]) == (503, "dead_lettered")
@@ -528,20 +576,19 @@ def test_a_commit_whose_answer_was_lost_is_done_not_taken_over(
 ) -> None:
     (order_id,) = seed_orders(db, 1, skus=1)
     before = stock(db)
-    original = FirestoreRpc.commit
+    original = Writes.commit
     resent: list[Any] = []
 
-    def answer_lost(self: FirestoreRpc, request: Any) -> Any:
-        response = original(self, request)
-        final = any(
-            t.field_path == "actionsDone" for w in request.writes for t in w.update_transforms
-        )
+    def answer_lost(self: Writes, timeout_s: float | None = None) -> Any:
+        response = original(self, timeout_s)
+        final = len(self) == 3  # the stock, the ledger entry and the order
         if final and not resent:
-            resent.append(request)  # the answer was lost: the retry sends it again, refused
-            return original(self, request)
+            assert self.retry_safe  # every write of it carries a precondition
+            resent.append(self)  # the answer was lost: the retry sends it again, refused
+            return original(self, timeout_s)
         return response
 
-    monkeypatch.setattr(FirestoreRpc, "commit", answer_lost)
+    monkeypatch.setattr(Writes, "commit", answer_lost)
     answer = worker.deliver(TaskPayload(order_id, "update_inventory", 0, "r"))
     assert resent, "the final commit was not resent"
     assert (answer.status_code, answer.json()["outcome"]) == (200, "done")
@@ -550,15 +597,21 @@ def test_a_commit_whose_answer_was_lost_is_done_not_taken_over(
 
 
 def test_a_dead_letter_never_overwrites_an_action_done_meanwhile(
-    db: firestore.Client, worker: Sender
+    db: firestore.Client, worker: Sender, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     (order_id,) = seed_orders(db, 1)
     payload = TaskPayload(order_id, "send_confirmation", 0, "r")
-    assert worker.deliver(payload).json()["outcome"] == "done"
-    # The ledger as a last attempt may read it just before the holder's commit lands.
-    held = db.collection(ORDERS).document(order_id).collection(LEDGER).document(payload.action)
+    order_ref = db.collection(ORDERS).document(order_id)
+    held = order_ref.collection(LEDGER).document(payload.action)
     lease_until = datetime.datetime.now(datetime.UTC) + datetime.timedelta(seconds=600)
     held.set({"state": "claimed", "claimId": "a-live-delivery", "leaseUntil": lease_until})
+    original = Performer.record_rejection
+
+    def holder_commits_meanwhile(self: Performer, *args: Any) -> None:
+        original(self, *args)  # the dead letter document; then the live holder's commit lands
+        order_ref.update({"actions.send_confirmation.state": "done"})
+
+    monkeypatch.setattr(Performer, "record_rejection", holder_commits_meanwhile)
     last = worker.deliver(payload, retry_count=99)
     assert (last.status_code, last.json()["outcome"]) == (503, "dead_lettered")
     assert order(db, order_id)["actions"]["send_confirmation"]["state"] == "done"

@@ -21,15 +21,19 @@ def test_defaults_verify_the_queue_invoker_for_the_worker_url() -> None:
         GOOGLE_CERTS_URL,
         False,
     )
-    assert config.lease_s == 90.0  # the 60 s dispatch deadline and a margin
+    assert (config.lease_s, config.heartbeat_s) == (10.0, 10.0 / 3)  # seconds
     assert (config.max_attempts, config.mailer_url) == (100, "")
 
 
-def test_the_lease_must_outlive_the_dispatch_deadline() -> None:
-    env = {"TASKS_DISPATCH_DEADLINE_SECONDS": "120", "WORKER_LEASE_SECONDS": "100"}
-    with pytest.raises(SettingsError, match="WORKER_LEASE_SECONDS"):
+def test_the_heartbeat_must_beat_within_the_lease() -> None:
+    env = {"WORKER_LEASE_SECONDS": "5", "WORKER_HEARTBEAT_SECONDS": "5"}
+    with pytest.raises(SettingsError, match=r"WORKER_HEARTBEAT_SECONDS=5\.0 must be"):
         WorkerConfig.from_env(env)
-    assert WorkerConfig.from_env({**env, "WORKER_LEASE_SECONDS": "150"}).lease_s == 150.0
+    config = WorkerConfig.from_env({**env, "WORKER_HEARTBEAT_SECONDS": "1"})
+    assert (config.lease_s, config.heartbeat_s) == (5.0, 1.0)
+    # A lease shorter than the dispatch deadline is fine: the heartbeat keeps it.
+    short = WorkerConfig.from_env({"TASKS_DISPATCH_DEADLINE_SECONDS": "120"})
+    assert short.lease_s == 10.0
     with pytest.raises(SettingsError, match="TASKS_MAX_ATTEMPTS"):
         WorkerConfig.from_env({"TASKS_MAX_ATTEMPTS": "0"})
     assert WorkerConfig.from_env({"TASKS_MAX_ATTEMPTS": "-1"}).max_attempts == -1

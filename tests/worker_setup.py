@@ -30,7 +30,7 @@ QUEUE = "order-actions"
 INVOKER = "tasks-invoker@test.iam.gserviceaccount.com"
 AUDIENCE = "http://worker.test"
 DEADLINE_S = 1.0
-LEASE_S = 3.0
+LEASE_S = 2.0  # seconds; the heartbeat renews it every third of that
 
 
 def worker_config(

@@ -9,8 +9,11 @@ Answers, chosen for how Cloud Tasks retries (every non-2xx is retried):
   order); it is recorded in ``dead_letters`` and acknowledged so it is not retried;
 - 200 ``failed`` / ``already_failed``: the action can never succeed for this order
   (cancelled, insufficient stock); recorded on the order and its ledger entry;
-- 503 with ``Retry-After``: a transient failure, or another delivery holds the
-  action's claim; nothing was left half-done, retry later. On the queue's last
+- 409 Conflict ``busy``: another delivery holds the action's claim. Cloud Tasks
+  retries it with the task's own backoff; unlike 429 and 5xx it is not an
+  overload signal, so the queue is not throttled for one task's condition;
+- 503 with ``Retry-After``: a transient failure (a dependency unavailable or
+  overloaded); nothing was left half-done, retry later. On the queue's last
   attempt the failure (a busy claim or an unexpected error included) is first
   recorded as dead-lettered.
 """
@@ -24,6 +27,7 @@ from flask import Flask, Response, jsonify, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from orders.auth import CallerVerifier, build_verifier
+from orders.clients import firestore_client
 from orders.collector import settle_heap
 from orders.contract import TaskPayload
 from orders.errors import AuthError, PayloadError
@@ -52,7 +56,7 @@ def create_app(config: WorkerConfig | None = None) -> Flask:
     app = Flask(__name__)
     app.wsgi_app = TraceMiddleware(app.wsgi_app, config.cloud.project)  # type: ignore[method-assign]
     app.config["MAX_CONTENT_LENGTH"] = config.max_body_bytes
-    performer = Performer(build_store(config.cloud.project, rpc=config.firestore_rpc()), config)
+    performer = Performer(build_store(firestore_client(config.cloud), config.rpc_timeout_s), config)
     verifier = build_verifier(config.auth_settings, "worker")
 
     @app.get("/healthz")
@@ -88,7 +92,7 @@ def create_app(config: WorkerConfig | None = None) -> Flask:
                 return _dead_letter(performer, payload, delivery, exc, fields)
             if isinstance(exc, ClaimHeldError):
                 log.info("busy, asking the queue to come back: %s", exc, extra=fields)
-                return _retry(exc, outcome="busy")
+                return _answer(409, outcome="busy", error=str(exc))
             log.warning("transient failure, asking the queue to retry: %s", exc, extra=fields)
             return _retry(exc, outcome="retry")
         except Exception as exc:

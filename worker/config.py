@@ -5,16 +5,13 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
-
-from google.api_core import exceptions as gexc
-from google.api_core.retry import Retry, if_exception_type
 
 from orders.auth import AuthSettings
 from orders.errors import SettingsError
 from orders.settings import CloudSettings, env_float, env_int, env_str
 
-LEASE_MARGIN_S = 30.0  # how much longer than the dispatch deadline a claim lives by default
+DEFAULT_LEASE_S = 10.0  # how long a claim lives after its last renewal, seconds
+HEARTBEATS_PER_LEASE = 3  # renewals per lease by default: two may fail before it runs out
 DEFAULT_WAREHOUSE_URL = "http://127.0.0.1:8090/notifications"
 
 
@@ -27,9 +24,10 @@ class WorkerConfig:
     """What the worker needs: the shared cloud settings, who may call, and its own limits.
 
     ``max_body_bytes`` caps a task body (bytes). ``lease_s`` (seconds) is how long
-    a delivery's claim on an action lives; it must outlive the dispatch deadline,
-    after which Cloud Tasks may deliver the task again while the first delivery
-    still runs. ``delivery_timeout_s`` (seconds) bounds each outbox POST and
+    a delivery's claim on an action lives after its last renewal: a crashed
+    delivery's claim frees itself that long after the crash. ``heartbeat_s``
+    (seconds, shorter than the lease) is how often a running action's claim is
+    renewed. ``delivery_timeout_s`` (seconds) bounds each outbox POST and
     ``rpc_timeout_s`` (seconds) each Firestore call. ``max_attempts`` is the
     queue's ``max_attempts`` (-1 unlimited): the delivery whose retry count
     reaches it is the last. ``warehouse_url`` receives warehouse notifications;
@@ -41,7 +39,8 @@ class WorkerConfig:
     auth: AuthSettings | None = None  # None: verify for cloud.worker_url / cloud.invoker_email
     max_body_bytes: int = 64 * 1024
     log_level: str = "INFO"
-    lease_s: float = 0.0  # 0: the dispatch deadline plus LEASE_MARGIN_S
+    lease_s: float = DEFAULT_LEASE_S
+    heartbeat_s: float = 0.0  # 0: lease_s / HEARTBEATS_PER_LEASE
     warehouse_url: str = DEFAULT_WAREHOUSE_URL
     mailer_url: str = ""
     delivery_timeout_s: float = 10.0
@@ -49,15 +48,15 @@ class WorkerConfig:
     max_attempts: int = 100
 
     def __post_init__(self) -> None:
-        """Fill the defaults that derive from the cloud settings; check the lease."""
+        """Fill the defaults that derive from other settings; check the lease and heartbeat."""
         if self.auth is None:
             object.__setattr__(self, "auth", _default_auth(self.cloud))
-        if not self.lease_s:
-            object.__setattr__(self, "lease_s", self.cloud.dispatch_deadline_s + LEASE_MARGIN_S)
-        if self.lease_s <= self.cloud.dispatch_deadline_s:
+        if not self.heartbeat_s:
+            object.__setattr__(self, "heartbeat_s", self.lease_s / HEARTBEATS_PER_LEASE)
+        if not 0 < self.heartbeat_s < self.lease_s:
             raise SettingsError(
-                f"WORKER_LEASE_SECONDS={self.lease_s} must exceed the dispatch deadline "
-                f"({self.cloud.dispatch_deadline_s} s), or a redelivery could run beside a live one"
+                f"WORKER_HEARTBEAT_SECONDS={self.heartbeat_s} must be positive and shorter than "
+                f"WORKER_LEASE_SECONDS={self.lease_s}, or a live delivery would lose its claim"
             )
 
     @property
@@ -65,21 +64,6 @@ class WorkerConfig:
         """The caller verification settings (always set after construction)."""
         assert self.auth is not None
         return self.auth
-
-    def firestore_rpc(self) -> dict[str, Any]:
-        """Return the retry and timeout of every Firestore call: ``rpc_timeout_s`` in all.
-
-        UNAVAILABLE and INTERNAL are retried: every write of the worker carries a
-        precondition, so a write that did land is refused the second time, and the
-        ledger tells what happened. Refusals and conflicts are the caller's to handle.
-        """
-        retry = Retry(
-            predicate=if_exception_type(gexc.ServiceUnavailable, gexc.InternalServerError),
-            initial=0.1,
-            maximum=1.0,
-            timeout=self.rpc_timeout_s,
-        )
-        return {"retry": retry, "timeout": self.rpc_timeout_s}
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> WorkerConfig:
@@ -98,7 +82,8 @@ class WorkerConfig:
             ),
             max_body_bytes=env_int(env, "WORKER_MAX_BODY_BYTES", cls.max_body_bytes),
             log_level=env_str(env, "LOG_LEVEL", cls.log_level),
-            lease_s=env_float(env, "WORKER_LEASE_SECONDS", 0.0),
+            lease_s=env_float(env, "WORKER_LEASE_SECONDS", cls.lease_s, 0.1),
+            heartbeat_s=env_float(env, "WORKER_HEARTBEAT_SECONDS", 0.0, 0.0),
             warehouse_url=env_str(env, "WAREHOUSE_URL", cls.warehouse_url),
             mailer_url=env_str(env, "MAILER_URL", ""),
             delivery_timeout_s=env_float(

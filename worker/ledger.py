@@ -1,21 +1,27 @@
 """The per-(order, action) ledger: claims with a lease, then done or failed, exactly once.
 
 ``orders/{orderId}/ledger/{action}`` is created by the first delivery as a
-*claim* (must-not-exist precondition) that lives for the lease. While the claim
-is live, another delivery is told to come back later (503 with ``Retry-After``);
-once the entry is ``done`` (or ``failed``) every delivery is answered at once.
-A claim whose lease has passed, left by a delivery that crashed or was
-abandoned, is taken over with a precondition on the update time read, so two
-deliveries never both take it. Every later write of the owner (done, failed,
-release) carries a precondition on the update time of its own claim: a
-delivery that lost its claim can change nothing.
+*claim* (must-not-exist precondition) that lives for a short lease (seconds),
+renewed by the process's :class:`worker.heartbeat.Heartbeats` while the action
+runs. While the claim is live, another delivery is told to come back later
+(409 Conflict); once the entry is ``done`` (or ``failed``) every delivery is
+answered at once. A claim whose lease has passed, left by a delivery that
+crashed, is taken over with a precondition on the update time read, so two
+deliveries never both take it. Every later write of the owner (renewal, done,
+failed, release) carries a precondition on the update time of its own last
+write: a delivery that lost its claim can change nothing. An action whose
+whole effect is in its commit needs no claim written beforehand
+(:meth:`Ledger.defer`): its commit writes the claim with the outcome, on
+condition that the entry is still as read (created if it was missing).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import math
-from dataclasses import dataclass
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
@@ -24,7 +30,7 @@ from google.api_core import exceptions as gexc
 from orders.contract import TaskPayload
 from worker.delivery import Delivery
 from worker.errors import ClaimHeldError, TransientTaskError
-from worker.store import DELETE_FIELD, SERVER_TIMESTAMP, Store, Writes
+from worker.store import DELETE_FIELD, SERVER_TIMESTAMP, Doc, DocRef, Store, Writes
 
 CLAIM_ATTEMPTS = 5  # reads and writes of one claim before answering 503
 
@@ -45,14 +51,24 @@ class Standing(StrEnum):
     LOST = "lost"  # another delivery took it over, or it is gone
 
 
-@dataclass(frozen=True)
+@dataclass
 class Claim:
-    """A live claim this delivery holds: the precondition of its later writes."""
+    """A live claim this delivery holds: the precondition of its later writes.
 
-    path: str  # the ledger entry's full document name
+    ``update_time`` is that of this delivery's last write of the entry; a renewal
+    (while ``renewing``) changes it, under ``lock``.
+    """
+
+    ref: DocRef  # the ledger entry
     claim_id: str
-    update_time: Any  # the claim write's update time (a protobuf Timestamp)
+    update_time: dt.datetime | None  # None: a deferred claim on a missing entry
     attempts: int
+    # A deferred claim's fields, not written yet: the commit that settles the
+    # action writes them (None: the claim was written).
+    deferred: dict[str, Any] | None = None
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+    renewing: bool = False  # a heartbeat keeps it alive
+    lost: bool = False  # a renewal found it taken over or gone
 
 
 @dataclass(frozen=True)
@@ -66,14 +82,17 @@ class Settled:
 class Ledger:
     """Claims, finishes, fails and releases ledger entries in one Firestore store."""
 
-    def __init__(self, store: Store, lease_s: float) -> None:
-        """Claims live ``lease_s`` seconds."""
+    def __init__(
+        self, store: Store, lease_s: float, clock: Callable[[], dt.datetime] | None = None
+    ) -> None:
+        """Claims live ``lease_s`` seconds from their last renewal, by ``clock`` (UTC now)."""
         self._store = store
-        self._lease_s = lease_s
+        self.lease_s = lease_s
+        self._clock = clock or _utc_now
 
     def claim(
         self,
-        path: str,
+        ref: DocRef,
         claim_id: str,
         payload: TaskPayload,
         delivery: Delivery,
@@ -83,46 +102,78 @@ class Ledger:
         Raises :class:`ClaimHeldError` when another delivery's claim is live.
         """
         try:
-            return self._create(path, claim_id, payload, delivery)
+            return self._create(ref, claim_id, payload, delivery)
         except gexc.AlreadyExists:
             pass
         for _ in range(CLAIM_ATTEMPTS):
-            snapshot = self._store.get(path)
+            snapshot = self._store.get(ref)
             if not snapshot.exists:  # released meanwhile
                 try:
-                    return self._create(path, claim_id, payload, delivery)
+                    return self._create(ref, claim_id, payload, delivery)
                 except gexc.AlreadyExists:
                     continue
-            entry = snapshot.fields
-            state = entry.get("state")
-            retry_failed = state == LedgerState.FAILED and payload.generation > int(
-                entry.get("generation", 0)
-            )  # a re-run of a failed order (the next generation) tries the action again
-            if state in (LedgerState.DONE, LedgerState.FAILED) and not retry_failed:
-                return Settled(LedgerState(state), str(entry.get("error", "")))
-            attempts = int(entry.get("attempts", 0)) + 1
-            if entry.get("claimId") == claim_id:
-                return Claim(path, claim_id, snapshot.update_time, attempts - 1)
-            # A failed entry is held by nobody: its old lease does not count.
-            remaining_s = 0.0 if retry_failed else _remaining_s(entry.get("leaseUntil"))
-            if remaining_s > 0:
-                raise ClaimHeldError(
-                    f"another delivery ({entry.get('cloudTaskName', '?')}, claim "
-                    f"{entry.get('claimId', '?')}) holds the action for {remaining_s:.1f} s more",
-                    retry_after_s=max(1, math.ceil(remaining_s)),
-                )
-            fields = self._claim_fields(claim_id, payload, delivery, attempts)
-            fields["takenOverFrom"] = entry.get("claimId", "")
-            if retry_failed:
-                fields["error"] = DELETE_FIELD
+            judged = self._judge(snapshot, claim_id, payload, delivery)
+            if not isinstance(judged, dict):
+                return judged
             writes = self._store.writes()
-            writes.update(path, fields, last_update_time=snapshot.update_time)
+            writes.update(ref, judged, last_update_time=snapshot.update_time)
             try:
                 (result,) = self._store.commit(writes)
             except gexc.FailedPrecondition:
                 continue  # another delivery took it over first: look again
-            return Claim(path, claim_id, result.update_time, attempts)
-        raise TransientTaskError(f"ledger entry {path} kept changing while being claimed")
+            return Claim(ref, claim_id, result.update_time, judged["attempts"])
+        raise TransientTaskError(f"ledger entry {ref.path} kept changing while being claimed")
+
+    def defer(
+        self, snapshot: Doc, claim_id: str, payload: TaskPayload, delivery: Delivery
+    ) -> Claim | Settled:
+        """Claim the entry read as ``snapshot`` without writing, or tell that it is settled.
+
+        For an action whose whole effect is in its commit: that commit writes
+        the claim with the outcome, on condition that the entry is still as
+        read (missing: created), so a racing delivery's commit is refused.
+        Raises :class:`ClaimHeldError` when another delivery's claim is live.
+        """
+        if not snapshot.exists:
+            fields = self._claim_fields(claim_id, payload, delivery, 1)
+            return Claim(snapshot.ref, claim_id, None, 1, deferred=fields)
+        judged = self._judge(snapshot, claim_id, payload, delivery)
+        if not isinstance(judged, dict):
+            return judged
+        return Claim(
+            snapshot.ref, claim_id, snapshot.update_time, judged["attempts"], deferred=judged
+        )
+
+    def _judge(
+        self, snapshot: Doc, claim_id: str, payload: TaskPayload, delivery: Delivery
+    ) -> Claim | Settled | dict[str, Any]:
+        """Judge an existing entry: settled, our own claim, or the fields that take it over.
+
+        Raises :class:`ClaimHeldError` when another delivery's claim is live.
+        """
+        entry = snapshot.fields
+        state = entry.get("state")
+        retry_failed = state == LedgerState.FAILED and payload.generation > int(
+            entry.get("generation", 0)
+        )  # a re-run of a failed order (the next generation) tries the action again
+        if state in (LedgerState.DONE, LedgerState.FAILED) and not retry_failed:
+            return Settled(LedgerState(state), str(entry.get("error", "")))
+        attempts = int(entry.get("attempts", 0)) + 1
+        if entry.get("claimId") == claim_id:
+            return Claim(snapshot.ref, claim_id, snapshot.update_time, attempts - 1)
+        # A failed entry is held by nobody: its old lease does not count.
+        remaining_s = 0.0 if retry_failed else self._remaining_s(entry.get("leaseUntil"))
+        if remaining_s > 0:
+            raise ClaimHeldError(
+                f"another delivery ({entry.get('cloudTaskName', '?')}, claim "
+                f"{entry.get('claimId', '?')}) holds the action for {remaining_s:.1f} s more",
+                retry_after_s=max(1, math.ceil(remaining_s)),
+            )
+        fields = self._claim_fields(claim_id, payload, delivery, attempts)
+        fields["takenOverFrom"] = entry.get("claimId", "")
+        if retry_failed:
+            fields["error"] = DELETE_FIELD
+        return fields
 
     def standing(self, claim: Claim) -> Standing:
         """Tell where ``claim`` stands now: still held, done by this delivery, or lost.
@@ -130,9 +181,12 @@ class Ledger:
         Done by this delivery means a commit landed whose answer was lost (its
         retry was then refused, since the entry had changed).
         """
-        entry = self._store.get(claim.path).fields
+        snapshot = self._store.get(claim.ref)
+        entry = snapshot.fields
         if entry.get("claimId") != claim.claim_id:
-            return Standing.LOST  # taken over after the lease passed
+            if claim.deferred is not None and snapshot.update_time == claim.update_time:
+                return Standing.HELD  # a deferred claim's entry is still as it was read
+            return Standing.LOST  # taken over after the lease passed, or by a racing commit
         if entry.get("state") == LedgerState.CLAIMED.value:
             return Standing.HELD
         if entry.get("state") == LedgerState.DONE.value:
@@ -145,41 +199,74 @@ class Ledger:
         The entry already names the delivery (task name, retry and execution
         counts): the claim wrote them.
         """
-        writes.update(
-            claim.path,
-            {"state": LedgerState.DONE.value, "completedAt": SERVER_TIMESTAMP},
-            last_update_time=claim.update_time,
+        self._settle(
+            writes, claim, {"state": LedgerState.DONE.value, "completedAt": SERVER_TIMESTAMP}
         )
 
     def fail(self, writes: Writes, claim: Claim, reason: str) -> None:
         """Add to ``writes`` the update that marks the claimed entry failed for ``reason``."""
-        writes.update(
-            claim.path,
+        self._settle(
+            writes,
+            claim,
             {"state": LedgerState.FAILED.value, "error": reason, "failedAt": SERVER_TIMESTAMP},
-            last_update_time=claim.update_time,
         )
+
+    def _settle(self, writes: Writes, claim: Claim, outcome: dict[str, Any]) -> None:
+        """Add the write of ``outcome``, conditional on the claim (a deferred one: written too)."""
+        if claim.deferred is None:
+            writes.update(claim.ref, outcome, last_update_time=claim.update_time)
+        elif claim.update_time is None:
+            writes.create(claim.ref, {**claim.deferred, **outcome})
+        else:
+            writes.update(
+                claim.ref, {**claim.deferred, **outcome}, last_update_time=claim.update_time
+            )
 
     def release(self, claim: Claim) -> bool:
         """Delete the claim (still ours) so a retry need not wait for the lease; never raises."""
+        if claim.deferred is not None:
+            return True  # nothing was written
         writes = self._store.writes()
-        writes.delete(claim.path, last_update_time=claim.update_time)
+        writes.delete(claim.ref, last_update_time=claim.update_time)
         try:
             self._store.commit(writes)
-        except gexc.GoogleAPICallError:
+        except (gexc.GoogleAPICallError, gexc.RetryError):
             return False  # it expires with its lease
         return True
 
-    def _create(self, path: str, claim_id: str, payload: TaskPayload, delivery: Delivery) -> Claim:
+    def renew(self, claim: Claim) -> bool:
+        """Extend ``claim``'s lease by :attr:`lease_s` from now, if it is still ours.
+
+        Returns False (and marks it lost) when it was taken over or is gone;
+        raises the API's error when Firestore could not be reached. The caller
+        holds ``claim.lock``.
+        """
+        if claim.lost:
+            return False
+        writes = self._store.writes()
+        lease_until = self._clock() + dt.timedelta(seconds=self.lease_s)
+        writes.update(claim.ref, {"leaseUntil": lease_until}, last_update_time=claim.update_time)
+        try:
+            (result,) = self._store.commit(writes)
+        except (gexc.FailedPrecondition, gexc.NotFound):
+            claim.lost = True
+            return False
+        claim.update_time = result.update_time
+        return True
+
+    def _create(
+        self, ref: DocRef, claim_id: str, payload: TaskPayload, delivery: Delivery
+    ) -> Claim:
         """Create the entry as this delivery's first claim; AlreadyExists if there is one."""
         writes = self._store.writes()
-        writes.create(path, self._claim_fields(claim_id, payload, delivery, 1))
+        writes.create(ref, self._claim_fields(claim_id, payload, delivery, 1))
         (result,) = self._store.commit(writes)
-        return Claim(path, claim_id, result.update_time, 1)
+        return Claim(ref, claim_id, result.update_time, 1)
 
     def _claim_fields(
         self, claim_id: str, payload: TaskPayload, delivery: Delivery, attempts: int
     ) -> dict[str, Any]:
-        lease_until = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=self._lease_s)
+        lease_until = self._clock() + dt.timedelta(seconds=self.lease_s)
         return {
             "state": LedgerState.CLAIMED.value,
             "claimId": claim_id,
@@ -191,9 +278,12 @@ class Ledger:
             **delivery.log_fields(),
         }
 
+    def _remaining_s(self, lease_until: Any) -> float:
+        """Return the seconds left on a lease (0 or less when it has passed or is unreadable)."""
+        if not isinstance(lease_until, dt.datetime):
+            return 0.0
+        return (lease_until - self._clock()).total_seconds()
 
-def _remaining_s(lease_until: Any) -> float:
-    """Return the seconds left on a lease (0 or less when it has passed or is unreadable)."""
-    if not isinstance(lease_until, dt.datetime):
-        return 0.0
-    return (lease_until - dt.datetime.now(dt.UTC)).total_seconds()
+
+def _utc_now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)

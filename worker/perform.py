@@ -1,11 +1,15 @@
 """Perform one action of one order exactly once, under redelivery and racing deliveries.
 
-1. Claim ``orders/{id}/ledger/{action}`` for this delivery (:mod:`worker.ledger`):
-   a live claim of another delivery answers 503 with ``Retry-After``, a done
-   entry answers 200 at once. Meanwhile read the order (its items and customer
-   do not change after creation).
-2. Run the action: it adds its writes to one commit (stock with preconditions on
-   what it read) and may deliver an outbox effect with its idempotency key.
+1. Read the order (its items and customer do not change after creation); an
+   action it records done answers 200 at once. Then claim
+   ``orders/{id}/ledger/{action}`` for this delivery (:mod:`worker.ledger`): a
+   live claim of another delivery answers 409 Conflict, a done entry 200. An
+   action whose whole effect is in its commit (``update_inventory``) reads the
+   entry with the order instead and writes no claim: its commit writes it,
+   on condition that the entry is still as read (:meth:`Ledger.defer`).
+2. Run the action, the claim's lease renewed meanwhile (:mod:`worker.heartbeat`):
+   it adds its writes to one commit (stock with preconditions on what it read)
+   and may deliver an outbox effect with its idempotency key.
 3. Commit, atomically: the action's writes, the ledger entry ``done`` (only if
    the claim is still ours) and ``actions.{action}`` on the order. A refused
    precondition (stock, or an order the action guards, changed meanwhile) runs
@@ -38,6 +42,7 @@ from enum import StrEnum
 from typing import Any
 
 from google.api_core import exceptions as gexc
+from google.cloud.firestore_v1.field_path import FieldPath
 
 from orders.contract import TaskPayload
 from orders.schema import (
@@ -49,16 +54,17 @@ from orders.schema import (
     OrderStatus,
     action_done,
 )
-from worker.actions import REGISTRY, ActionContext, OrderGuard
+from worker.actions import IN_COMMIT, REGISTRY, ActionContext, OrderGuard
 from worker.actions.confirmation import KIND as EMAIL
 from worker.actions.warehouse import KIND as WAREHOUSE
 from worker.config import WorkerConfig
 from worker.delivery import Delivery
 from worker.errors import ClaimHeldError, PermanentTaskError, TransientTaskError
+from worker.heartbeat import Heartbeats
 from worker.ledger import Claim, Ledger, LedgerState, Settled, Standing
 from worker.outbox import Outbox
 from worker.serialize import StripedLocks
-from worker.store import SERVER_TIMESTAMP, Doc, Increment, Store
+from worker.store import SERVER_TIMESTAMP, Doc, DocRef, Increment, Store, integer_result
 
 log = logging.getLogger(__name__)
 
@@ -92,6 +98,7 @@ class Performer:
         """Use ``store`` for every delivery, with the config's lease, targets and timeouts."""
         self._store = store
         self._ledger = Ledger(store, config.lease_s)
+        self._heartbeats = Heartbeats(self._ledger, config.heartbeat_s)
         targets = {EMAIL: config.mailer_url, WAREHOUSE: config.warehouse_url}
         self._outbox = Outbox(store, targets, config.delivery_timeout_s)
         self._locks = StripedLocks()
@@ -104,37 +111,43 @@ class Performer:
             raise PermanentTaskError(f"unknown action {payload.action!r}; known actions: {known}")
         if not _is_document_id(payload.order_id):
             raise PermanentTaskError(f"orderId {payload.order_id!r} is not a Firestore document id")
-        order_path = self._store.document(ORDERS, payload.order_id)
+        order_ref = self._store.document(ORDERS, payload.order_id)
         try:
-            return self._perform(order_path, payload, delivery)
+            return self._perform(order_ref, payload, delivery)
         except _TRANSIENT as exc:
             raise TransientTaskError(f"Firestore is busy or unavailable: {exc}") from exc
         except gexc.InvalidArgument as exc:  # a request Firestore will never accept
             raise PermanentTaskError(f"Firestore refused the request for good: {exc}") from exc
 
-    def _perform(self, order_path: str, payload: TaskPayload, delivery: Delivery) -> Outcome:
-        # The order's own fields (items, customer) do not change after creation, so a
-        # plain read is enough; it runs while the claim is written: one round trip.
-        reading = self._store.get_later(order_path)
-        ledger_path = f"{order_path}/{LEDGER}/{payload.action}"
-        claimed = self._ledger.claim(ledger_path, _claim_id(), payload, delivery)
+    def _perform(self, order_ref: DocRef, payload: TaskPayload, delivery: Delivery) -> Outcome:
+        # The order first: a redelivery of a done action then costs one read and no
+        # write, and a missing order leaves no claim behind. Its own fields (items,
+        # customer) do not change after creation, so this read serves the action.
+        ledger_ref = order_ref.collection(LEDGER).document(payload.action)
+        deferred = payload.action in IN_COMMIT  # its claim is written by its commit
+        if deferred:  # the ledger entry too, in the same read
+            read = self._store.get_all([order_ref, ledger_ref])
+            snapshot = read[order_ref.path]
+        else:
+            snapshot = self._store.get(order_ref)
+        if not snapshot.exists:
+            raise PermanentTaskError(f"order {payload.order_id!r} does not exist")
+        if action_done(snapshot.fields, payload.action):
+            self._complete_order_if_done(order_ref)
+            return Outcome.ALREADY_DONE
+        if deferred:
+            claimed = self._ledger.defer(read[ledger_ref.path], _claim_id(), payload, delivery)
+        else:
+            claimed = self._ledger.claim(ledger_ref, _claim_id(), payload, delivery)
         if isinstance(claimed, Settled):
             if claimed.state is LedgerState.FAILED:
                 return Outcome.ALREADY_FAILED
-            self._complete_order_if_done(order_path)
+            self._complete_order_if_done(order_ref)
             return Outcome.ALREADY_DONE
-        try:
-            snapshot = reading()
-        except BaseException:
-            self._ledger.release(claimed)
-            raise
-        if not snapshot.exists:
-            self._ledger.release(claimed)
-            raise PermanentTaskError(f"order {payload.order_id!r} does not exist")
         guard = OrderGuard()
         for attempt in range(COMMIT_ATTEMPTS):
             if attempt > 0 and guard.wanted:  # the order may be what changed: read it again
-                snapshot = self._store.get(order_path)
+                snapshot = self._store.get(order_ref)
             try:
                 done, completed = self._run(snapshot, payload, delivery, claimed, guard)
             except (gexc.FailedPrecondition, gexc.AlreadyExists):
@@ -145,12 +158,12 @@ class Performer:
                 # commit may have landed and its retry been refused (then it is done).
                 standing = self._ledger.standing(claimed)
                 if standing is Standing.DONE:
-                    self._complete_order_if_done(order_path)
+                    self._complete_order_if_done(order_ref)
                     return Outcome.DONE
                 if standing is Standing.LOST:
                     raise ClaimHeldError(
-                        f"order {payload.order_id}: {payload.action} was taken over after "
-                        "this delivery's lease passed"
+                        f"order {payload.order_id}: {payload.action} was taken over by "
+                        "another delivery (this one's lease passed, or its commit lost a race)"
                     ) from None
                 time.sleep(random.uniform(0.0, CONFLICT_PAUSE_S))
                 continue
@@ -161,7 +174,7 @@ class Performer:
                 self._ledger.release(claimed)
                 raise
             if done == len(ACTIONS) and not completed:  # the last action, done by a race winner
-                self._complete_order_if_done(order_path)  # checks the status, with a precondition
+                self._complete_order_if_done(order_ref)  # checks the status, with a precondition
             return Outcome.DONE
         self._ledger.release(claimed)
         raise TransientTaskError(f"order {payload.order_id}: {payload.action} kept conflicting")
@@ -186,21 +199,22 @@ class Performer:
             raise PermanentTaskError(f"order {payload.order_id} is cancelled")
         with contextlib.ExitStack() as held:  # locks the action takes, until the commit returns
             writes = self._store.writes()
-            REGISTRY[payload.action](
-                ActionContext(
-                    writes,
-                    self._store,
-                    order,
-                    payload,
-                    self._outbox,
-                    self._locks,
-                    held,
-                    self._lock_timeout_s,
-                    guard,
+            with self._heartbeats.keep(claim):
+                REGISTRY[payload.action](
+                    ActionContext(
+                        writes,
+                        self._store,
+                        order,
+                        payload,
+                        self._outbox,
+                        self._locks,
+                        held,
+                        self._lock_timeout_s,
+                        guard,
+                    )
                 )
-            )
-            self._ledger.finish(writes, claim)
-            prefix = f"actions.{payload.action}"
+            self._ledger.finish(writes, claim)  # on condition that the claim is still ours
+            prefix = _action_path(payload.action)
             others = [name for name in ACTIONS if name != payload.action]
             completion: dict[str, Any] = {}
             if order.get("status") in _COMPLETABLE and all(action_done(order, a) for a in others):
@@ -220,7 +234,7 @@ class Performer:
             # Completing, or an action that asked, needs the order as it was read.
             unchanged = guard.wanted or bool(completion)
             writes.update(
-                snapshot.name,
+                snapshot.ref,
                 {**record, **completion},
                 last_update_time=snapshot.update_time if unchanged else None,
             )
@@ -233,10 +247,10 @@ class Performer:
                 # effect has left: record it done without completing; the count and
                 # the status check below decide about completion.
                 writes.discard_last()
-                writes.update(snapshot.name, record)
+                writes.update(snapshot.ref, record)
                 results = self._store.commit(writes)
                 completion = {}
-        return _counter_after(results[-1].transform_results), bool(completion)
+        return integer_result(results[-1]), bool(completion)
 
     def _record_failure(
         self, snapshot: Doc, payload: TaskPayload, claim: Claim, reason: str
@@ -244,7 +258,7 @@ class Performer:
         """Write a permanent failure on the ledger entry and the order (failed, unless done)."""
         writes = self._store.writes()
         self._ledger.fail(writes, claim, reason)
-        prefix = f"actions.{payload.action}"
+        prefix = _action_path(payload.action)
         update: dict[str, Any] = {
             f"{prefix}.state": ActionState.FAILED.value,
             f"{prefix}.lastError": reason,
@@ -253,10 +267,10 @@ class Performer:
         }
         if snapshot.fields.get("status") in _COMPLETABLE:
             update["status"] = OrderStatus.FAILED.value
-        writes.update(snapshot.name, update)
+        writes.update(snapshot.ref, update)
         try:
             self._store.commit(writes)
-        except gexc.FailedPrecondition:
+        except (gexc.FailedPrecondition, gexc.AlreadyExists):
             raise TransientTaskError(
                 f"{reason}; but the claim was taken over before the failure was recorded"
             ) from None
@@ -284,7 +298,7 @@ class Performer:
         action meanwhile (the holder of a live claim) is not overwritten.
         """
         self.record_rejection(delivery, reason, {**detail, "lastAttempt": True})
-        prefix = f"actions.{payload.action}"
+        prefix = _action_path(payload.action)
         letter = {f"{prefix}.state": ActionState.DEAD_LETTERED.value, f"{prefix}.lastError": reason}
 
         def dead_letter(order: Doc) -> dict[str, Any] | None:
@@ -294,7 +308,7 @@ class Performer:
 
         self._update_order_as_read(self._store.document(ORDERS, payload.order_id), dead_letter)
 
-    def _complete_order_if_done(self, order_path: str) -> None:
+    def _complete_order_if_done(self, order_ref: DocRef) -> None:
         """Mark the order completed once every action is done; a no-op otherwise."""
 
         def completion(order: Doc) -> dict[str, Any] | None:
@@ -304,11 +318,11 @@ class Performer:
                 return None
             return {"status": OrderStatus.COMPLETED.value, "completedAt": SERVER_TIMESTAMP}
 
-        if not self._update_order_as_read(order_path, completion):
-            raise TransientTaskError(f"order {order_path} kept changing while being completed")
+        if not self._update_order_as_read(order_ref, completion):
+            raise TransientTaskError(f"order {order_ref.path} kept changing while being completed")
 
     def _update_order_as_read(
-        self, order_path: str, changes: Callable[[Doc], dict[str, Any] | None]
+        self, order_ref: DocRef, changes: Callable[[Doc], dict[str, Any] | None]
     ) -> bool:
         """Read the order and write ``changes(order)``, on condition that it is unchanged.
 
@@ -317,12 +331,12 @@ class Performer:
         changing for :data:`ORDER_WRITE_ATTEMPTS` tries.
         """
         for _ in range(ORDER_WRITE_ATTEMPTS):
-            order = self._store.get(order_path)
+            order = self._store.get(order_ref)
             update = changes(order)
             if update is None:
                 return True
             writes = self._store.writes()
-            writes.update(order_path, update, last_update_time=order.update_time)
+            writes.update(order_ref, update, last_update_time=order.update_time)
             try:
                 self._store.commit(writes)
                 return True
@@ -345,12 +359,10 @@ def _letter_id(task_name: str) -> str:
     return "task-" + hashlib.sha256(task_name.encode()).hexdigest()[:32]
 
 
-def _counter_after(transform_results: list[Any]) -> int:
-    """Return the integer a write's one Increment transform left (0 if there is none)."""
-    for value in transform_results:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-    return 0
+def _action_path(action: str) -> str:
+    """Return the field path of the order's record of ``action`` (``actions.{action}``)."""
+    path: str = FieldPath("actions", action).to_api_repr()
+    return path
 
 
 def _claim_id() -> str:

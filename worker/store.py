@@ -1,205 +1,123 @@
-"""Firestore reads and atomic commits on raw protobuf, for the worker's hot path.
+"""The worker's Firestore access: the official client (``google.cloud.firestore``), nothing else.
 
-The high-level ``google.cloud.firestore`` client spends most of a request's client
-CPU converting between Python and protobuf (proto-plus marshalling, its
-``DocumentExtractor``, deep copies of every snapshot). This module builds the raw
-protobuf messages of ``google.cloud.firestore_v1.types`` directly (``Type.pb()``)
-and sends them straight on a gRPC channel (:mod:`worker.firestore_rpc`), so a
-commit or a read costs well under half the client CPU.
+Reads are the client's document reads (``DocumentReference.get``,
+``Client.get_all``); writes go in atomic commits of its ``WriteBatch`` through
+:class:`orders.writes.Writes`, which the fanout uses too. The client brings
+the endpoint, TLS, credentials (Application Default Credentials, or the
+emulator when ``FIRESTORE_EMULATOR_HOST`` is set), its ``x-goog-api-client``
+header. Retries are the library's per-method ones, bounded by ``rpc_timeout_s``
+in all, and a commit that could land twice is not retried (:mod:`orders.writes`).
 
-It speaks the high-level client's vocabulary (:mod:`worker.values`):
-:data:`SERVER_TIMESTAMP`, :class:`Increment` and :data:`DELETE_FIELD`, the
-sentinels the worker uses, are re-exported here beside :class:`Writes`
-(:mod:`worker.writes`), so that the worker imports its whole vocabulary from this
-module; read fields decode as :func:`worker.values.decode` does. Field paths
-follow that client's rules (:mod:`worker.field_paths`). Errors of the API
-(``google.api_core.exceptions``) propagate unchanged.
+Sentinels the worker writes (:data:`SERVER_TIMESTAMP`, :class:`Increment`,
+:data:`DELETE_FIELD`) are the client's, re-exported here so that the worker
+imports its whole Firestore vocabulary from this module.
 
 Build one :class:`Store` per process with :func:`build_store`; it is thread-safe.
-A :class:`Writes` belongs to one thread until it is committed.
 """
 
 from __future__ import annotations
 
-import os
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from google.api_core import exceptions as gexc
-from google.cloud.firestore_v1 import types
+from google.cloud import firestore
+from google.cloud.firestore_v1.document import DocumentReference as DocRef
 
-from worker.firestore_rpc import FirestoreRpc, open_rpc
-from worker.values import DELETE_FIELD, SERVER_TIMESTAMP, Increment, decode
-from worker.writes import Writes
+from orders.writes import Writes, read_retry
 
 __all__ = [
-    "DEFAULT_DATABASE",
     "DELETE_FIELD",
     "SERVER_TIMESTAMP",
     "Doc",
+    "DocRef",
     "Increment",
     "Store",
-    "WriteOutcome",
     "Writes",
     "build_store",
 ]
 
-DEFAULT_DATABASE = "(default)"
-
-# The raw protobuf class (``Type.pb()``) of the request built here.
-_BatchGetRequest = types.BatchGetDocumentsRequest.pb()
+SERVER_TIMESTAMP = firestore.SERVER_TIMESTAMP
+DELETE_FIELD = firestore.DELETE_FIELD
+Increment = firestore.Increment
 
 
 @dataclass(frozen=True)
 class Doc:
     """One read document; ``exists`` False (and no fields) when it is missing."""
 
-    name: str  # the full resource name: projects/.../documents/orders/o1
+    ref: DocRef
     exists: bool
-    fields: dict[str, Any]  # decoded to plain Python values
-    update_time: Any  # the raw protobuf Timestamp, or None when missing
+    fields: dict[str, Any]  # a copy of the document's data
+    update_time: Any  # a datetime (with nanoseconds); None when missing
 
-    @property
-    def id(self) -> str:
-        """The document's id: the last segment of its name."""
-        return self.name.rpartition("/")[2]
-
-    def to_dict(self) -> dict[str, Any]:
-        """Return a shallow copy of the fields (empty when the document is missing)."""
-        return dict(self.fields)
-
-
-@dataclass(frozen=True)
-class WriteOutcome:
-    """What one write of a commit left."""
-
-    update_time: Any  # raw Timestamp: the document's update time (a delete: the commit time)
-    transform_results: list[Any]  # decoded, in the order of the write's transforms
+    @classmethod
+    def of(cls, snapshot: firestore.DocumentSnapshot) -> Doc:
+        """Return the :class:`Doc` of one of the client's snapshots."""
+        if not snapshot.exists:
+            return cls(snapshot.reference, False, {}, None)
+        return cls(snapshot.reference, True, snapshot.to_dict() or {}, snapshot.update_time)
 
 
 class Store:
-    """Reads and atomic commits on raw protobuf, straight on a gRPC channel."""
+    """Reads and atomic commits through one official client; thread-safe."""
 
-    def __init__(self, calls: FirestoreRpc, project: str, database: str) -> None:
-        """Use ``calls`` for the documents of ``project``'s ``database``."""
-        self._calls = calls
-        self.project = project
-        self.database = database
-        self.database_name = f"projects/{project}/databases/{database}"
-        self.documents_root = f"{self.database_name}/documents"
+    def __init__(self, client: firestore.Client, timeout_s: float) -> None:
+        """Use ``client``; every call's attempt is bounded by ``timeout_s`` seconds."""
+        self.client = client
+        self._timeout_s = timeout_s
+        self._read_retry = read_retry(timeout_s)
 
-    @property
-    def metadata(self) -> tuple[tuple[str, str], ...]:
-        """The metadata every call sends (besides the routing header)."""
-        return self._calls.metadata
+    def document(self, *segments: str) -> DocRef:
+        """Return the reference of the document ``segments`` name (``"orders", "o1"``).
 
-    def document(self, *segments: str) -> str:
-        """Return the full resource name of the document ``segments`` name.
-
-        ``document("orders", "o1")`` is ``projects/{p}/databases/{d}/documents/orders/o1``.
-        Raises ValueError unless there is an even, non-zero number of non-empty
-        segments without ``/``.
+        Raises ValueError unless the segments make a document path.
         """
-        if not segments or len(segments) % 2:
-            raise ValueError(
-                f"a document path needs an even number of segments, not {len(segments)}: "
-                f"{segments!r}"
-            )
-        for segment in segments:
-            if not isinstance(segment, str) or not segment or "/" in segment:
-                raise ValueError(
-                    f"document path segment {segment!r} must be a non-empty string without '/'"
-                )
-        return f"{self.documents_root}/{'/'.join(segments)}"
+        ref: DocRef = self.client.document(*segments)
+        return ref
 
-    def get(self, path: str) -> Doc:
-        """Read one document (a unary GetDocument); a missing one has ``exists`` False."""
-        try:
-            return _document(self._calls.get_document(path))
-        except gexc.NotFound:
-            return Doc(path, False, {}, None)
+    def get(self, ref: DocRef) -> Doc:
+        """Read one document; a missing one has ``exists`` False."""
+        return Doc.of(ref.get(retry=self._read_retry, timeout=self._timeout_s))
 
-    def get_later(self, path: str) -> Callable[[], Doc]:
-        """Start reading one document; the returned function waits for it, as :meth:`get`."""
-        answer = self._calls.get_document_later(path)
+    def get_all(self, refs: Iterable[DocRef]) -> dict[str, Doc]:
+        """Read documents in one call, keyed by path (``inventory/sku-1``).
 
-        def doc() -> Doc:
-            try:
-                return _document(answer())
-            except gexc.NotFound:
-                return Doc(path, False, {}, None)
-
-        return doc
-
-    def get_all(self, paths: Iterable[str]) -> dict[str, Doc]:
-        """Read documents in one BatchGetDocuments call, keyed by full path, in given order.
-
-        Missing documents are included, with ``exists`` False; a repeated path is
-        read once.
+        Missing documents are included, with ``exists`` False; a repeated one is read once.
         """
-        names = list(dict.fromkeys(paths))
-        if not names:
+        unique = list({ref.path: ref for ref in refs}.values())
+        if not unique:
             return {}
-        request = _BatchGetRequest(database=self.database_name, documents=names)
-        found: dict[str, Doc] = {}
-        for result in self._calls.batch_get_documents(request):
-            if result.HasField("found"):
-                doc = _document(result.found)
-            else:
-                doc = Doc(result.missing, False, {}, None)
-            found[doc.name] = doc
-        return {name: found[name] for name in names if name in found}
+        snapshots = self.client.get_all(unique, retry=self._read_retry, timeout=self._timeout_s)
+        return {snapshot.reference.path: Doc.of(snapshot) for snapshot in snapshots}
 
     def writes(self) -> Writes:
         """Return an empty set of writes for :meth:`commit`."""
-        return Writes(self.database_name)
+        return Writes(self.client)
 
-    def commit(self, writes: Writes) -> list[WriteOutcome]:
-        """Apply ``writes`` atomically in one Commit: all of them, or none.
-
-        Returns one outcome per write, in order. A refused precondition raises
-        the API's error (AlreadyExists, NotFound, FailedPrecondition) and writes
-        nothing.
-        """
-        result = self._calls.commit(writes.request)
-        commit_time = result.commit_time
-        return [
-            WriteOutcome(
-                each.update_time if each.HasField("update_time") else commit_time,
-                [decode(value) for value in each.transform_results],
-            )
-            for each in result.write_results
-        ]
+    def commit(self, writes: Writes) -> list[Any]:
+        """Apply ``writes`` atomically (see :meth:`orders.writes.Writes.commit`)."""
+        return writes.commit(self._timeout_s)
 
     def close(self) -> None:
-        """Close the channel; the store cannot be used afterwards."""
-        self._calls.close()
+        """Close the client; the store cannot be used afterwards."""
+        self.client.close()
 
 
-def build_store(
-    project: str,
-    database: str = DEFAULT_DATABASE,
-    rpc: Mapping[str, Any] | None = None,
-    environ: Mapping[str, str] | None = None,
-) -> Store:
-    """Return a :class:`Store` for ``project``'s ``database``; build one per process.
+def build_store(client: firestore.Client, timeout_s: float) -> Store:
+    """Return the :class:`Store` over ``client`` (:func:`orders.clients.firestore_client`).
 
-    With ``FIRESTORE_EMULATOR_HOST`` (in ``environ``, default ``os.environ``) it
-    talks to the emulator as the official client does, as the emulator's admin;
-    otherwise to Firestore with Application Default Credentials
-    (:func:`worker.firestore_rpc.open_rpc`). ``rpc`` holds the ``retry`` and
-    ``timeout`` (seconds per attempt) of every call; none: no retry, no timeout.
+    Build one per process. The client is the official one: the emulator with
+    ``FIRESTORE_EMULATOR_HOST``, otherwise ``firestore.googleapis.com`` with
+    Application Default Credentials.
     """
-    database_name = f"projects/{project}/databases/{database}"
-    calls = open_rpc(database_name, rpc or {}, os.environ if environ is None else environ)
-    return Store(calls, project, database)
+    return Store(client, timeout_s)
 
 
-# --- decoding: raw protobuf documents ------------------------------------------------
-
-
-def _document(document: Any) -> Doc:
-    """Return the :class:`Doc` of a raw ``Document`` message."""
-    fields = {key: decode(value) for key, value in document.fields.items()}
-    return Doc(document.name, True, fields, document.update_time)
+def integer_result(write_result: Any) -> int:
+    """Return the integer the write's first ``Increment`` left (0 if it has none)."""
+    for value in write_result.transform_results:
+        if "integer_value" in value:
+            result: int = value.integer_value
+            return result
+    return 0

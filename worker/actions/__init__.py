@@ -18,4 +18,8 @@ REGISTRY: dict[str, Action] = {
     "notify_warehouse": notify_warehouse,
 }
 
-__all__ = ["REGISTRY", "Action", "ActionContext", "OrderGuard"]
+# Actions whose whole effect is in the commit that records them done: they need
+# no claim written beforehand (worker.ledger.Ledger.defer), one write fewer.
+IN_COMMIT = frozenset({"update_inventory"})
+
+__all__ = ["IN_COMMIT", "REGISTRY", "Action", "ActionContext", "OrderGuard"]

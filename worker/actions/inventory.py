@@ -20,11 +20,11 @@ def update_inventory(ctx: ActionContext) -> None:
     """
     wanted = order_items(ctx)
     ctx.keep_order_unchanged()  # a cancellation meanwhile must not take the stock
-    paths = {sku: ctx.store.document(INVENTORY, sku) for sku in sorted(wanted)}
-    ctx.serialize(paths.values())
-    snapshots = ctx.store.get_all(paths.values())
-    for sku, path in paths.items():
-        snapshot = snapshots.get(path)
+    refs = {sku: ctx.store.document(INVENTORY, sku) for sku in sorted(wanted)}
+    ctx.serialize(ref.path for ref in refs.values())
+    snapshots = ctx.store.get_all(refs.values())
+    for sku, ref in refs.items():
+        snapshot = snapshots.get(ref.path)
         if snapshot is None or not snapshot.exists:
             raise PermanentTaskError(f"sku {sku!r} of order {ctx.payload.order_id} is unknown")
         stock = snapshot.fields.get("stock")  # a missing field: no stock
@@ -34,5 +34,5 @@ def update_inventory(ctx: ActionContext) -> None:
                 f"{wanted[sku]} wanted, {stock} in stock"
             )
         ctx.writes.update(
-            path, {"stock": stock - wanted[sku]}, last_update_time=snapshot.update_time
+            ref, {"stock": stock - wanted[sku]}, last_update_time=snapshot.update_time
         )
