@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv demo test lint clean
+.PHONY: venv demo test lint clean browser
 
 venv: $(STAMP)
 
@@ -18,7 +18,18 @@ $(STAMP): pyproject.toml
 demo: venv
 	$(BIN)/localcloud demo
 
-test: venv
+# The console's browser test drives Debian's headless Chromium: installed here when
+# missing and this is root (CI is); otherwise the test says what to install.
+browser:
+	@if [ ! -x /usr/bin/chromedriver ] || [ ! -x /usr/bin/chromium ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver; \
+	  else \
+	    echo "headless Chromium is missing: sudo apt-get install -y chromium chromium-driver"; \
+	  fi; \
+	fi
+
+test: venv browser
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 	$(BIN)/pytest
