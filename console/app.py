@@ -9,7 +9,6 @@ Every page refreshes its live part itself (``static/console.js``).
 
 from __future__ import annotations
 
-import secrets
 from typing import Any
 
 from flask import Flask, abort, redirect, render_template, request, url_for
@@ -20,7 +19,7 @@ from console.errors import BadRequestError, ConsoleError
 from console.queues import QueueBoard
 from console.records import Records
 from console.tasks import TaskBoard
-from console.trigger import FanoutTrigger, IdTokenSource, google_id_token
+from console.trigger import FanoutTrigger, IdTokenSource, id_token_source
 from orders.clients import firestore_client, tasks_client, tasks_stats_client
 from orders.logs import TraceMiddleware, configure_logging
 from orders.schema import OrderStatus
@@ -31,8 +30,8 @@ LATEST_RUNS = 5
 def create_app(config: ConsoleConfig | None = None, tokens: IdTokenSource | None = None) -> Flask:
     """Build the console; its clients are built once, here.
 
-    ``tokens`` gives the OIDC tokens the fanout is called with (default: the
-    service account's own, from Application Default Credentials).
+    ``tokens`` gives the OIDC tokens the fanout is called with (default: as
+    ``CONSOLE_TRIGGER_AS`` says, from Application Default Credentials).
     """
     config = config or ConsoleConfig.from_env()
     configure_logging(config.log_level)
@@ -42,22 +41,26 @@ def create_app(config: ConsoleConfig | None = None, tokens: IdTokenSource | None
     queues = QueueBoard(v2, tasks_stats_client(config.cloud), config.location_path)
     tasks = TaskBoard(v2)
     records = Records(firestore_client(config.cloud))
-    trigger = FanoutTrigger(config.fanout_url, tokens or google_id_token, config.trigger_timeout_s)
-    form_token = secrets.token_urlsafe(16)  # forms carry it: other sites cannot post here
+    tokens = tokens or id_token_source(config.trigger_as)
+    trigger = FanoutTrigger(config.fanout_url, tokens, config.trigger_timeout_s)
 
     @app.context_processor
     def common() -> dict[str, Any]:
         return {
             "console": config,
-            "form_token": form_token,
             "refresh_ms": int(config.refresh_s * 1000),
             "statuses": [s.value for s in OrderStatus],
         }
 
     @app.before_request
-    def check_form() -> None:
-        if request.method == "POST" and request.form.get("form_token") != form_token:
-            abort(403, "the form is stale or came from elsewhere; reload the page")
+    def same_site_forms_only() -> None:
+        # Browsers say where a form was posted from; another site's page may not act here.
+        # (Stateless, so it holds across processes and instances, unlike a per-process token.)
+        if request.method == "POST" and request.headers.get("Sec-Fetch-Site", "none") not in (
+            "same-origin",
+            "none",
+        ):
+            abort(403, "actions are taken only from the console's own pages")
 
     @app.get("/healthz")
     def healthz() -> dict[str, str]:

@@ -5,6 +5,9 @@
   (:class:`orders.settings.CloudSettings`); every queue of the location is shown.
 - ``FANOUT_URL``: the fanout service, called to trigger a run (default empty:
   the trigger button is hidden).
+- ``CONSOLE_TRIGGER_AS``: the service account whose ID token a triggered run
+  carries, impersonated (default empty: the console's own; ``deploy.sh`` sets
+  Scheduler's account, which the fanout allows already).
 - ``CONSOLE_PAGE_SIZE``: rows per page of tasks, runs and orders (default 50).
 - ``CONSOLE_REFRESH_SECONDS``: how often open pages refresh themselves, seconds
   (default 3).
@@ -29,6 +32,7 @@ class ConsoleConfig:
 
     cloud: CloudSettings = field(default_factory=CloudSettings)
     fanout_url: str = ""
+    trigger_as: str = ""
     page_size: int = 50
     refresh_s: float = 3.0
     trigger_timeout_s: float = 300.0
@@ -46,6 +50,7 @@ class ConsoleConfig:
         return cls(
             cloud=CloudSettings.from_env(env),
             fanout_url=env_str(env, "FANOUT_URL", "").rstrip("/"),
+            trigger_as=env_str(env, "CONSOLE_TRIGGER_AS", ""),
             page_size=min(env_int(env, "CONSOLE_PAGE_SIZE", cls.page_size), MAX_PAGE_SIZE),
             refresh_s=env_float(env, "CONSOLE_REFRESH_SECONDS", cls.refresh_s, 0.5),
             trigger_timeout_s=env_float(

@@ -1,10 +1,13 @@
 """Trigger a fan-out run the way Cloud Scheduler does: ``POST /fanout`` with an OIDC token.
 
-In production the token is the console's own service account's ID token for the
-fanout's URL (``google.oauth2.id_token.fetch_id_token``, from the metadata
-server on Cloud Run); the fanout must allow that account (its
-``AUTH_ALLOWED_EMAILS``, and ``roles/run.invoker``). The local cloud passes a
-function minting tokens from its own issuer instead.
+In production the token is an ID token for the fanout's URL with the identity
+of ``CONSOLE_TRIGGER_AS`` (Scheduler's account, which the fanout already
+allows): the console's account impersonates it through the IAM Credentials API
+(``google.auth.impersonated_credentials``; it needs
+``roles/iam.serviceAccountOpenIdTokenCreator`` on that account). Without
+``CONSOLE_TRIGGER_AS`` the console's own identity is used
+(``google.oauth2.id_token.fetch_id_token``), which the fanout must then allow.
+The local cloud passes a function minting tokens from its own issuer instead.
 
 The call runs in a background thread: a run may take minutes, and its progress
 is on the runs page meanwhile.
@@ -20,6 +23,7 @@ from dataclasses import dataclass
 
 import google.auth.transport.requests
 import requests
+from google.auth import impersonated_credentials
 from google.oauth2 import id_token
 
 from console.errors import TriggerError
@@ -27,12 +31,32 @@ from console.errors import TriggerError
 log = logging.getLogger(__name__)
 
 IdTokenSource = Callable[[str], str]  # audience -> an OIDC ID token for it
+CLOUD_PLATFORM = "https://www.googleapis.com/auth/cloud-platform"
 
 
 def google_id_token(audience: str) -> str:
     """Return an ID token for ``audience`` from Application Default Credentials."""
     token: str = id_token.fetch_id_token(google.auth.transport.requests.Request(), audience)
     return token
+
+
+def id_token_source(trigger_as: str) -> IdTokenSource:
+    """Return where tokens come from: impersonating ``trigger_as``, or (empty) our own."""
+    if not trigger_as:
+        return google_id_token
+
+    def impersonated(audience: str) -> str:
+        source, _ = google.auth.default(scopes=[CLOUD_PLATFORM])
+        target = impersonated_credentials.Credentials(
+            source_credentials=source, target_principal=trigger_as, target_scopes=[CLOUD_PLATFORM]
+        )
+        credentials = impersonated_credentials.IDTokenCredentials(
+            target, target_audience=audience, include_email=True
+        )
+        credentials.refresh(google.auth.transport.requests.Request())
+        return str(credentials.token)
+
+    return impersonated
 
 
 @dataclass(frozen=True)
