@@ -69,15 +69,16 @@ class Records:
         self._pool = ThreadPoolExecutor(COUNTS_IN_PARALLEL, thread_name_prefix="console-count")
 
     def order_counts(self) -> dict[str, int]:
-        """Return the number of orders in each status, and ``total`` (aggregation queries)."""
+        """Return the number of orders in each status (aggregation queries) and their ``total``."""
         orders = self.db.collection(ORDERS)
-        queries: dict[str, Any] = {
-            status.value: orders.where(filter=FieldFilter("status", "==", status.value))
+        counted = {
+            status.value: self._pool.submit(
+                count, orders.where(filter=FieldFilter("status", "==", status.value))
+            )
             for status in OrderStatus
         }
-        queries["total"] = orders
-        counted = {name: self._pool.submit(count, query) for name, query in queries.items()}
-        return {name: future.result() for name, future in counted.items()}
+        counts = {name: future.result() for name, future in counted.items()}
+        return {**counts, "total": sum(counts.values())}
 
     def orders(self, status: str, page_size: int, after: str = "") -> DocumentPage:
         """Return a page of the orders in ``status``, in id order."""

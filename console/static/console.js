@@ -7,8 +7,10 @@
     var el = document.activeElement;
     return el && (el.tagName === "INPUT" || el.tagName === "TEXTAREA");
   }
+  function later() { window.setTimeout(refresh, period); }
+  // The next refresh is timed from the end of this one, so a slow page never piles up.
   function refresh() {
-    if (document.hidden || busy()) { return; }
+    if (document.hidden || busy()) { later(); return; }
     fetch(window.location.href, { headers: { "X-Console-Refresh": "1" } })
       .then(function (answer) { return answer.ok ? answer.text() : null; })
       .then(function (html) {
@@ -21,11 +23,12 @@
             "updated " + new Date().toLocaleTimeString();
         }
       })
-      .catch(function () { document.getElementById("updated").textContent = "offline"; });
+      .catch(function () { document.getElementById("updated").textContent = "offline"; })
+      .then(later);
   }
   document.addEventListener("submit", function (event) {
     var message = event.target.dataset.confirm;
     if (message && !window.confirm(message)) { event.preventDefault(); }
   });
-  window.setInterval(refresh, period);
+  later();
 }());
