@@ -11,11 +11,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Flask, abort, redirect, render_template, request, url_for
+from flask import Flask, redirect, render_template, request, url_for
+from google.api_core import exceptions as gexc
 from werkzeug.wrappers import Response
 
 from console.config import ConsoleConfig
-from console.errors import BadRequestError, ConsoleError
+from console.errors import BadRequestError, ConsoleError, ForbiddenError, NotFoundError
 from console.queues import QueueBoard
 from console.records import Records
 from console.tasks import TaskBoard
@@ -60,7 +61,7 @@ def create_app(config: ConsoleConfig | None = None, tokens: IdTokenSource | None
             "same-origin",
             "none",
         ):
-            abort(403, "actions are taken only from the console's own pages")
+            raise ForbiddenError("actions are taken only from the console's own pages")
 
     @app.get("/healthz")
     def healthz() -> dict[str, str]:
@@ -119,7 +120,7 @@ def create_app(config: ConsoleConfig | None = None, tokens: IdTokenSource | None
     def run(run_id: str) -> str:
         record = records.run(run_id)
         if record is None:
-            abort(404, f"there is no run {run_id!r}")
+            raise NotFoundError(f"there is no run {run_id!r}; the runs page lists them")
         return render_template("run.html", run_id=run_id, run=record)
 
     @app.post("/runs")
@@ -154,6 +155,13 @@ def create_app(config: ConsoleConfig | None = None, tokens: IdTokenSource | None
     @app.errorhandler(ConsoleError)
     def console_error(exc: ConsoleError) -> tuple[str, int]:
         return render_template("error.html", message=str(exc)), exc.http_status
+
+    @app.errorhandler(gexc.GoogleAPICallError)
+    def api_error(exc: gexc.GoogleAPICallError) -> tuple[str, int]:
+        message = f"the Google API answered {type(exc).__name__}: {exc.message}"
+        if isinstance(exc, gexc.PermissionDenied):
+            message += "; the console's account lacks a role (README: The console)"
+        return render_template("error.html", message=message), 502
 
     return app
 

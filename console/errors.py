@@ -21,6 +21,12 @@ class BadRequestError(ConsoleError):
     http_status = 400
 
 
+class ForbiddenError(ConsoleError):
+    """An action was posted from a page that is not the console's own."""
+
+    http_status = 403
+
+
 class TriggerError(ConsoleError):
     """The fanout could not be called, or refused the call."""
 

@@ -137,7 +137,7 @@ def image(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return venv
 
 
-@pytest.mark.parametrize("service", ["worker", "fanout"])
+@pytest.mark.parametrize("service", ["worker", "fanout", "console"])
 def test_each_service_starts_with_the_images_command(
     image: Path, tmp_path: Path, service: str
 ) -> None:

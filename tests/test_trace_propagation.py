@@ -12,6 +12,8 @@ from google.cloud import firestore
 from google.cloud.firestore_v1.base_query import FieldFilter
 
 from fanout.config import FanoutConfig
+from fanout.continuation import ContinuationRequest, continuation_task
+from fanout.run import _run_trace
 from localcloud.tasks.server import TasksEmulator
 from orders.logs import TraceContext
 from orders.schema import FANOUT_RUNS, ORDERS
@@ -79,3 +81,15 @@ def test_a_runs_fan_out_and_every_delivery_log_under_one_trace(
     ]
     assert len(deliveries) == 36  # 12 orders x 3 actions, each logged once as done
     assert {e.get("logging.googleapis.com/trace") for e in deliveries} == {trace}
+
+
+def test_a_continuation_carries_the_runs_trace_and_resumes_under_it() -> None:
+    trace = TraceContext(TRACE_ID, "00f067aa0ba902b7", False)
+    config = FanoutConfig(fanout_url="http://127.0.0.1:9")
+    task = continuation_task(config, ContinuationRequest("run-1", 1), trace.headers())
+    headers = dict(task.http_request.headers)
+    assert headers["traceparent"] == f"00-{TRACE_ID}-00f067aa0ba902b7-00"
+    assert headers["Content-Type"] == "application/json"
+    resumed = _run_trace({"traceId": TRACE_ID})  # no request trace bound: a new span of it
+    assert resumed.trace_id == TRACE_ID and resumed.span_id
+    assert _run_trace({}).trace_id != TRACE_ID  # a record from before traces: a new one
