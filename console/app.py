@@ -16,6 +16,7 @@ from google.api_core import exceptions as gexc
 from werkzeug.wrappers import Response
 
 from console.config import ConsoleConfig
+from console.counts import OrderCounts
 from console.errors import BadRequestError, ConsoleError, ForbiddenError, NotFoundError
 from console.queues import QueueBoard
 from console.records import Records
@@ -42,6 +43,7 @@ def create_app(config: ConsoleConfig | None = None, tokens: IdTokenSource | None
     queues = QueueBoard(v2, tasks_stats_client(config.cloud), config.location_path)
     tasks = TaskBoard(v2)
     records = Records(firestore_client(config.cloud))
+    counts = OrderCounts(records.order_counts, config.refresh_s)
     tokens = tokens or id_token_source(config.trigger_as)
     trigger = FanoutTrigger(config.fanout_url, tokens, config.trigger_timeout_s)
 
@@ -51,6 +53,7 @@ def create_app(config: ConsoleConfig | None = None, tokens: IdTokenSource | None
             "console": config,
             "refresh_ms": int(config.refresh_s * 1000),
             "statuses": [s.value for s in OrderStatus],
+            "counted_at": counts.counted_at,
         }
 
     @app.before_request
@@ -72,7 +75,7 @@ def create_app(config: ConsoleConfig | None = None, tokens: IdTokenSource | None
         return render_template(
             "overview.html",
             queues=queues.list(),
-            counts=records.order_counts(),
+            counts=counts.get(),
             runs=records.runs(LATEST_RUNS).rows,
             dead_letters=records.dead_letter_count(),
             trigger=trigger,
@@ -137,7 +140,7 @@ def create_app(config: ConsoleConfig | None = None, tokens: IdTokenSource | None
         return render_template(
             "orders.html",
             status=status,
-            counts=records.order_counts(),
+            counts=counts.get(),
             page=records.orders(status, config.page_size, after),
             after=after,
         )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import html
 import re
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -14,6 +15,7 @@ from google.cloud import firestore, tasks_v2
 
 from console.app import create_app
 from console.config import ConsoleConfig
+from console.counts import OrderCounts
 from fanout.config import FanoutConfig
 from localcloud.tasks.server import TasksEmulator
 from orders.clients import tasks_client
@@ -157,3 +159,25 @@ def test_without_a_fanout_url_the_trigger_says_what_to_set(cloud: CloudSettings)
     assert "set FANOUT_URL" in page
     refused = console.post("/runs")
     assert refused.status_code == 502 and "FANOUT_URL" in _text(refused)
+
+
+def test_counts_are_kept_briefly_and_refreshed_behind_the_page() -> None:
+    calls: list[int] = []
+
+    def counter() -> dict[str, int]:
+        calls.append(1)
+        if len(calls) == 3:
+            raise RuntimeError("the emulator went away")
+        return {"pending": len(calls)}
+
+    counts = OrderCounts(counter, max_age_s=0.05)
+    assert counts.get() == {"pending": 1}  # the first page waits for the count
+    assert counts.get() == {"pending": 1} and len(calls) == 1  # fresh: kept
+    time.sleep(0.1)
+    assert counts.get() == {"pending": 1}  # stale: returned at once, refreshed behind
+    wait_for(lambda: counts.get() == {"pending": 2})
+    time.sleep(0.1)
+    counts.get()  # this refresh fails: the kept counts stay
+    wait_for(lambda: len(calls) >= 3)
+    time.sleep(0.1)
+    wait_for(lambda: counts.get() == {"pending": 4})  # and the next one succeeds

@@ -224,9 +224,18 @@ def _pause_and_compare(
     ]
     shot(browser, "queue")
     browser.get(console)
-    for status in OrderStatus:
-        expected = _count(db.collection(ORDERS).where(filter=FieldFilter("status", "==", status)))
-        assert cell(browser, f'#order-counts [data-status="{status.value}"]') == str(expected)
+    expected = {
+        status.value: str(
+            _count(db.collection(ORDERS).where(filter=FieldFilter("status", "==", status)))
+        )
+        for status in OrderStatus
+    }
+
+    def shown() -> dict[str, str]:
+        return {s: cell(browser, f'#order-counts [data-status="{s}"]') for s in expected}
+
+    # Counts kept from an earlier page are refreshed behind it: the page catches up by itself.
+    wait_until(lambda: shown() == expected, 30, f"the counts {expected}")
     assert cell(browser, '#order-counts [data-status="total"]') == str(ORDERS_SEEDED)
     shot(browser, "overview")
     # The page refreshes itself: a resume made elsewhere shows without reloading.
