@@ -18,6 +18,7 @@ COPY orders/ orders/
 COPY fanout/ fanout/
 COPY worker/ worker/
 COPY localcloud/ localcloud/
+COPY console/ console/
 RUN pip wheel --no-deps --wheel-dir dist .
 
 FROM base

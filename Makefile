@@ -12,7 +12,7 @@ QUIETLY := .ci/quietly $(VENV)/make.log
 COMPILE := $(BIN)/uv pip compile pyproject.toml --universal --python-version 3.11 \
 	--generate-hashes --quiet --custom-compile-command 'make lock'
 
-.PHONY: venv lock lock-upgrade image-tools demo test chaos lint clean
+.PHONY: venv lock lock-upgrade image-tools browser demo test chaos lint clean
 
 venv: $(STAMP)
 
@@ -41,7 +41,11 @@ image-tools:
 demo: venv
 	$(BIN)/localcloud demo
 
-test: venv image-tools
+# Headless Chromium, for the console's browser test.
+browser:
+	@.ci/browser-tools
+
+test: venv image-tools browser
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 	$(BIN)/pytest

@@ -43,6 +43,7 @@ FANOUT_SA="fanout@$SA_DOMAIN"             # runs the fanout service
 WORKER_SA="worker@$SA_DOMAIN"             # runs the worker service
 TASKS_SA="tasks-invoker@$SA_DOMAIN"       # in every task's OIDC token
 SCHEDULER_SA="scheduler-invoker@$SA_DOMAIN"  # in the Scheduler job's OIDC token
+CONSOLE_SA="console@$SA_DOMAIN"           # runs the console (it triggers runs as SCHEDULER_SA)
 # Values the services must agree on with the files that configure their callers.
 flag_value() { sed -n "s/^$1: *\"\{0,1\}\([0-9]*\).*/\1/p" "$2"; }
 ATTEMPT_DEADLINE_S="$(flag_value --attempt-deadline "$ROOT/scheduler.yaml")"
@@ -100,7 +101,7 @@ run "${G[@]}" services enable run.googleapis.com cloudtasks.googleapis.com \
   cloudbuild.googleapis.com iam.googleapis.com
 
 echo "# 2. Service accounts"
-for sa in fanout worker tasks-invoker scheduler-invoker; do
+for sa in fanout worker tasks-invoker scheduler-invoker console; do
   ensure "${G[*]} iam service-accounts describe $sa@$SA_DOMAIN" \
     "${G[*]} iam service-accounts create $sa --display-name='order-fanout $sa'"
 done
@@ -179,4 +180,20 @@ ensure "${G[*]} scheduler jobs describe $JOB --location=$REGION" \
   "${G[*]} scheduler jobs create http $JOB --location=$REGION --flags-file=$RENDERED"
 run "${G[@]}" scheduler jobs update http "$JOB" --location="$REGION" --flags-file="$RENDERED"
 
+echo "# 10. The console (private: no unauthenticated access; open it with"
+echo "#     gcloud run services proxy order-console --region=$REGION --project=$PROJECT)"
+run "${G[@]}" run deploy order-console --image="$IMAGE" --region="$REGION" \
+  --service-account="$CONSOLE_SA" --no-allow-unauthenticated --timeout=300 \
+  --set-env-vars="SERVICE=console,$COMMON_ENV,FANOUT_URL=$FANOUT_URL,CONSOLE_TRIGGER_AS=$SCHEDULER_SA,GUNICORN_WORKERS=1"
+# Read Firestore; read queues and tasks, pause, resume and purge queues, run and delete tasks.
+for role in roles/datastore.viewer roles/cloudtasks.queueAdmin roles/cloudtasks.viewer \
+  roles/cloudtasks.taskRunner roles/cloudtasks.taskDeleter; do
+  run "${G[@]}" projects add-iam-policy-binding "$PROJECT" \
+    --member="serviceAccount:$CONSOLE_SA" --role="$role" --condition=None
+done
+# A run is triggered the way Scheduler triggers one: with an ID token of Scheduler's account.
+run "${G[@]}" iam service-accounts add-iam-policy-binding "$SCHEDULER_SA" \
+  --member="serviceAccount:$CONSOLE_SA" --role=roles/iam.serviceAccountOpenIdTokenCreator
+
 echo "# Done: the worker at $WORKER_URL, the fanout at $FANOUT_URL, every 5 minutes."
+echo "# The console: gcloud run services proxy order-console --region=$REGION --project=$PROJECT"

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from google.api_core import exceptions as gexc
@@ -54,15 +55,17 @@ class ContinuationRequest:
         return cls(run_id, segment)
 
 
-def continuation_task(config: FanoutConfig, request: ContinuationRequest) -> tasks_v2.Task:
-    """Build the named task that delivers ``request`` to this service."""
+def continuation_task(
+    config: FanoutConfig, request: ContinuationRequest, headers: Mapping[str, str] | None = None
+) -> tasks_v2.Task:
+    """Build the named task that delivers ``request`` to this service (``headers`` added)."""
     task_id = f"fanout-{request.run_id}-s{request.segment}"
     return tasks_v2.Task(
         name=f"{config.continuation_queue_path}/tasks/{task_id}",
         http_request=tasks_v2.HttpRequest(
             http_method=tasks_v2.HttpMethod.POST,
             url=config.fanout_url + CONTINUE_PATH,
-            headers={"Content-Type": "application/json"},
+            headers={"Content-Type": "application/json", **(headers or {})},
             body=request.to_json(),
             oidc_token=tasks_v2.OidcToken(
                 service_account_email=config.continuation_email,
@@ -76,10 +79,13 @@ def continuation_task(config: FanoutConfig, request: ContinuationRequest) -> tas
 
 
 def enqueue_continuation(
-    client: tasks_v2.CloudTasksClient, config: FanoutConfig, request: ContinuationRequest
+    client: tasks_v2.CloudTasksClient,
+    config: FanoutConfig,
+    request: ContinuationRequest,
+    headers: Mapping[str, str] | None = None,
 ) -> str:
-    """Create the continuation task (once); return its name."""
-    task = continuation_task(config, request)
+    """Create the continuation task (once), with ``headers`` added; return its name."""
+    task = continuation_task(config, request, headers)
     with contextlib.suppress(gexc.AlreadyExists):  # created by an earlier attempt of this stop
         client.create_task(
             parent=config.continuation_queue_path,

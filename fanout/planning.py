@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,8 +38,12 @@ def plan_page(
     selection: Selection,
     cloud: CloudSettings,
     run_id: str,
+    headers: Mapping[str, str] | None = None,
 ) -> PagePlan:
-    """Build the page's tasks; an order whose data cannot form a task goes in ``broken``."""
+    """Build the page's tasks; an order whose data cannot form a task goes in ``broken``.
+
+    ``headers`` go on every task's HTTP request (the run's trace headers).
+    """
     plan = PagePlan()
     for snapshot in orders:
         order = snapshot.to_dict() or {}
@@ -47,7 +52,7 @@ def plan_page(
             undone = [action for action in ACTIONS if not action_done(order, action)]
             chosen = [action for action in undone if action in selection.actions]
             tasks = [
-                build_task(cloud, TaskPayload(snapshot.id, action, generation, run_id))
+                build_task(cloud, TaskPayload(snapshot.id, action, generation, run_id), headers)
                 for action in chosen
             ]
         except (OrdersError, ValueError, TypeError, AttributeError) as exc:

@@ -25,8 +25,8 @@ class RunRecords:
         """Use ``client`` for the ``fanout_runs`` collection."""
         self._runs = client.collection(FANOUT_RUNS)
 
-    def create(self, run_id: str, trigger: str, selection: Selection) -> None:
-        """Write the record of a run that is starting."""
+    def create(self, run_id: str, trigger: str, selection: Selection, trace_id: str = "") -> None:
+        """Write the record of a run that is starting, with the trace its logs are under."""
         self._runs.document(run_id).set(
             {
                 "trigger": trigger,
@@ -37,6 +37,7 @@ class RunRecords:
                 "totals": dict.fromkeys(COUNTS, 0),
                 "failures": [],
                 "checkpoint": None,
+                "traceId": trace_id,
             }
         )
 

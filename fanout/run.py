@@ -41,6 +41,7 @@ from fanout.records import RunRecords, checkpoint_of
 from fanout.selection import Cursor, Selection
 from fanout.stale import mark_interrupted_runs
 from fanout.summary import RunState, RunSummary
+from orders.logs import TraceContext, bound_trace, current_trace
 from orders.settings import CloudSettings
 
 log = logging.getLogger(__name__)
@@ -63,6 +64,7 @@ class _Segment:
     checkpoint: Cursor | None
     started: float
     budget_s: float
+    trace: TraceContext  # every task of the run carries it; its logs are under it
     checkpoint_counts: dict[str, int] | None = None  # this segment's counts at the checkpoint
 
 
@@ -97,6 +99,7 @@ class FanoutRunner:
         """
         selection = selection or Selection()
         summary = RunSummary(run_id=new_run_id(), trigger=trigger)
+        trace = current_trace() or TraceContext.new()
         lease = RunLease(self.db, summary.run_id, self._config.lease_s)
         try:
             lease.acquire(0)
@@ -104,12 +107,12 @@ class FanoutRunner:
             return self._skipped(summary, str(exc))
         self._mark_interrupted()
         try:
-            self.records.create(summary.run_id, trigger, selection)
+            self.records.create(summary.run_id, trigger, selection, trace.trace_id)
         except BaseException:
             lease.release()
             raise
         segment = _Segment(
-            summary, selection, {}, lease, None, time.monotonic(), self._budget(budget_s)
+            summary, selection, {}, lease, None, time.monotonic(), self._budget(budget_s), trace
         )
         return self._run_segment(segment, on_page)
 
@@ -146,6 +149,7 @@ class FanoutRunner:
             checkpoint_of(record),
             time.monotonic(),
             self._budget(budget_s),
+            _run_trace(record),
         )
         return self._run_segment(segment, on_page)
 
@@ -193,7 +197,14 @@ class FanoutRunner:
         return summary
 
     def _run_segment(self, segment: _Segment, on_page: PageListener | None) -> RunSummary:
-        """Run one segment to the end of the orders or to its budget; record the outcome."""
+        """Run one segment to the end of the orders or to its budget; record the outcome.
+
+        Its log records are under the run's trace, whichever request started it.
+        """
+        with bound_trace(segment.trace, self._config.cloud.project):
+            return self._run_traced_segment(segment, on_page)
+
+    def _run_traced_segment(self, segment: _Segment, on_page: PageListener | None) -> RunSummary:
         summary = segment.summary
         try:
             out_of_time = self._run_pages(segment, on_page)
@@ -262,7 +273,7 @@ class FanoutRunner:
         assert segment.lease is not None  # a dry run never gets here
         try:
             segment.lease.hand_off(request.segment, self._config.lease_s)
-            enqueue_continuation(self._tasks, self._config, request)
+            enqueue_continuation(self._tasks, self._config, request, segment.trace.headers())
         except (FanoutError, GoogleAPIError) as exc:
             # The rest stays pending: the next scheduled run (or --resume) takes it.
             summary.continuation = ""
@@ -316,6 +327,7 @@ class _PageFlow:
         self._segment = segment
         self._pool = pool
         self._on_page = on_page
+        self._trace_headers = segment.trace.headers()
         self._fields = {"runId": segment.summary.run_id, "queuedAt": firestore.SERVER_TIMESTAMP}
         self._creating: tuple[Page, PagePlan, PendingCreation] | None = None
         self._markings: deque[tuple[Future[list[str]], Page, dict[str, int]]] = deque()
@@ -325,7 +337,13 @@ class _PageFlow:
     def create(self, page: Page) -> None:
         """Start creating ``page``'s tasks, then collect the previous page's creations."""
         summary = self._segment.summary
-        plan = plan_page(page.orders, self._segment.selection, self._runner.cloud, summary.run_id)
+        plan = plan_page(
+            page.orders,
+            self._segment.selection,
+            self._runner.cloud,
+            summary.run_id,
+            self._trace_headers,
+        )
         pending = self._runner.enqueuer.submit(plan.tasks)
         self._renew_lease_if_due()
         if self._creating is not None:
@@ -419,6 +437,17 @@ def _read_ahead(pool: ThreadPoolExecutor, source: Iterator[Page]) -> Iterator[Pa
     while (page := pending.result()) is not None:
         pending = pool.submit(next, source, None)
         yield page
+
+
+def _run_trace(record: dict[str, Any]) -> TraceContext:
+    """Return the trace a resumed run goes on under: its record's, in this request's span."""
+    request = current_trace()
+    trace_id = str(record.get("traceId") or "")
+    if not trace_id:
+        return request or TraceContext.new()
+    if request is not None and request.trace_id == trace_id:
+        return request
+    return TraceContext(trace_id, TraceContext.new().span_id, False)
 
 
 def new_run_id() -> str:

@@ -70,12 +70,30 @@ main.add_command(chaos, name="chaos")
     is_flag=True,
     help="Print the report as one JSON object on the last line of stdout.",
 )
-def demo(orders: int, timeout_s: float, rate: float, concurrency: int, json_output: bool) -> None:
+@click.option(
+    "--keep-running",
+    is_flag=True,
+    help="Serve the console and keep everything running after the report, until Ctrl-C.",
+)
+def demo(
+    orders: int,
+    timeout_s: float,
+    rate: float,
+    concurrency: int,
+    json_output: bool,
+    keep_running: bool,
+) -> None:
     """Start everything, fan out ORDERS orders, wait for completion, report, stop."""  # fmt: skip
     signal.signal(signal.SIGTERM, _exit_on_signal)
     signal.signal(signal.SIGHUP, _exit_on_signal)  # the terminal closed
     stack = StackOptions(max_dispatches_per_second=rate, max_concurrent_dispatches=concurrency)
-    options = DemoOptions(orders=orders, timeout_s=timeout_s, json_output=json_output, stack=stack)
+    options = DemoOptions(
+        orders=orders,
+        timeout_s=timeout_s,
+        json_output=json_output,
+        keep_running=keep_running,
+        stack=stack,
+    )
     try:
         report = run_demo(options)
     except DemoTimeoutError as exc:

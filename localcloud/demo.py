@@ -21,6 +21,7 @@ import requests
 from google.cloud import firestore
 from google.cloud.firestore_v1.base_query import FieldFilter
 
+from localcloud.console import LocalConsole
 from localcloud.errors import DemoTimeoutError, LocalCloudError
 from localcloud.seed import seed
 from localcloud.stack import LocalStack, StackOptions
@@ -39,6 +40,7 @@ class DemoOptions:
     orders: int = 1000
     timeout_s: float = 300.0
     json_output: bool = False
+    keep_running: bool = False  # serve the console and keep everything up after the report
     stack: StackOptions = field(default_factory=StackOptions)
 
 
@@ -48,7 +50,10 @@ def run_demo(options: DemoOptions) -> dict[str, Any]:
     echo = _echo(options.json_output)
     echo(f"Starting the local cloud (logs in {stack.log_dir}) ...")
     stack.start()
+    console = LocalConsole(stack)
     try:
+        if options.keep_running:
+            echo(f"console  {console.start()}")
         # This process is the launcher: its own clients talk to the emulator it started.
         os.environ["FIRESTORE_EMULATOR_HOST"] = stack.firestore_host
         db = firestore.Client(project=options.stack.project)
@@ -58,7 +63,10 @@ def run_demo(options: DemoOptions) -> dict[str, Any]:
         echo(f"Seeding {options.orders} pending orders ...")
         seed(db, options.orders)
         report = _fan_out_and_wait(stack, db, options)
+        if options.keep_running:
+            _keep_running(echo, report, stack)
     finally:
+        console.stop()
         stack.stop()
     if report["completed"] < report["orders"]:
         raise DemoTimeoutError(
@@ -107,6 +115,14 @@ def _fan_out_and_wait(
         "orders_per_s": round(completed / seconds, 1) if seconds else 0.0,
         "run_id": summary.get("run_id", ""),
     }
+
+
+def _keep_running(echo: Callable[[str], None], report: dict[str, Any], stack: LocalStack) -> None:
+    """Print the report, then keep the stack and the console up until Ctrl-C or SIGTERM."""
+    echo("\nReport")
+    echo(format_report(report))
+    echo(f"Still running (--keep-running; logs in {stack.log_dir}). Press Ctrl-C to stop.")
+    threading.Event().wait()
 
 
 class _Call:

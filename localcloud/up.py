@@ -18,6 +18,7 @@ from typing import Any
 
 from google.cloud import firestore
 
+from localcloud.console import LocalConsole
 from localcloud.scheduler import LocalScheduler, SchedulerJob
 from localcloud.seed import seed
 from localcloud.stack import SCHEDULER_EMAIL, LocalStack, StackOptions
@@ -41,6 +42,7 @@ def run_up(options: UpOptions, echo: Callable[[str], None], stop: threading.Even
     echo(f"Starting the local cloud (logs in {stack.log_dir}) ...")
     stack.start()
     scheduler: LocalScheduler | None = None
+    console = LocalConsole(stack)
     try:
         job = SchedulerJob.from_flags_file(
             options.scheduler_file,
@@ -54,12 +56,14 @@ def run_up(options: UpOptions, echo: Callable[[str], None], stop: threading.Even
             os.environ["FIRESTORE_EMULATOR_HOST"] = stack.firestore_host
             seed(firestore.Client(project=cloud.project), options.orders)
         scheduler = LocalScheduler(job, job_path, stack.tasks.issuer.mint, _printer(echo))
+        echo(f"console  {console.start()}")
         echo(describe(stack, job, options.orders))
         scheduler.start()
         stop.wait()
     finally:
         if scheduler is not None:
             scheduler.stop()
+        console.stop()
         stack.stop()
 
 

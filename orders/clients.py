@@ -12,8 +12,11 @@ Credentials.
 from __future__ import annotations
 
 import grpc
-from google.cloud import firestore, tasks_v2
+from google.cloud import firestore, tasks_v2, tasks_v2beta3
 from google.cloud.tasks_v2.services.cloud_tasks.transports import CloudTasksGrpcTransport
+from google.cloud.tasks_v2beta3.services.cloud_tasks.transports import (
+    CloudTasksGrpcTransport as BetaCloudTasksGrpcTransport,
+)
 
 from orders.settings import CloudSettings
 
@@ -34,3 +37,17 @@ def tasks_client(settings: CloudSettings) -> tasks_v2.CloudTasksClient:
         channel = grpc.insecure_channel(settings.tasks_emulator_host, options=_GRPC_OPTIONS)
         return tasks_v2.CloudTasksClient(transport=CloudTasksGrpcTransport(channel=channel))
     return tasks_v2.CloudTasksClient()
+
+
+def tasks_stats_client(settings: CloudSettings) -> tasks_v2beta3.CloudTasksClient:
+    """Return a v2beta3 Cloud Tasks client, emulator-aware like :func:`tasks_client`.
+
+    Only v2beta3's GetQueue and ListQueues return queue statistics (with a
+    ``read_mask`` naming ``stats``); everything else goes through v2.
+    """
+    if settings.tasks_emulator_host:
+        channel = grpc.insecure_channel(settings.tasks_emulator_host, options=_GRPC_OPTIONS)
+        return tasks_v2beta3.CloudTasksClient(
+            transport=BetaCloudTasksGrpcTransport(channel=channel)
+        )
+    return tasks_v2beta3.CloudTasksClient()

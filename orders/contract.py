@@ -22,6 +22,7 @@ import functools
 import hashlib
 import json
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -147,8 +148,12 @@ def task_name(settings: CloudSettings, payload: TaskPayload) -> str:
     return f"{settings.queue_path}/tasks/{short_id}"
 
 
-def build_task(settings: CloudSettings, payload: TaskPayload) -> tasks_v2.Task:
+def build_task(
+    settings: CloudSettings, payload: TaskPayload, headers: Mapping[str, str] | None = None
+) -> tasks_v2.Task:
     """Build the named HTTP task for ``payload``: JSON body, OIDC token, dispatch deadline.
+
+    ``headers`` are added to the task's HTTP request (a run's trace headers).
 
     Every task of one configuration differs only in its name and body, so each is
     a copy of one template with those two set, on the raw protobuf (a fan-out
@@ -158,6 +163,8 @@ def build_task(settings: CloudSettings, payload: TaskPayload) -> tasks_v2.Task:
     raw.CopyFrom(_template(settings))
     raw.name = task_name(settings, payload)
     raw.http_request.body = payload.to_json()
+    if headers:
+        raw.http_request.headers.update(headers)
     return tasks_v2.Task.wrap(raw)
 
 

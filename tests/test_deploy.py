@@ -44,7 +44,7 @@ def test_the_dry_run_prints_every_step_and_calls_nothing(tmp_path: Path) -> None
         assert f"{g} iam service-accounts create {account} " in out
     lines = out.splitlines()
     deploys = [line for line in lines if " run deploy " in line]
-    assert len(deploys) == 2
+    assert len(deploys) == 3  # worker, fanout, console
     for service, account in (("order-worker", "worker"), ("order-fanout", "fanout")):
         line = next(d for d in deploys if f"run deploy {service} " in d)
         assert "--no-allow-unauthenticated" in line

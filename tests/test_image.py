@@ -180,7 +180,7 @@ def gunicorn_users(group: int) -> list[int]:
 
 
 @pytest.mark.timeout(1800)  # the first run makes the stand-in base (minutes of downloads)
-@pytest.mark.parametrize("service", ["worker", "fanout"])
+@pytest.mark.parametrize("service", ["worker", "fanout", "console"])
 def test_each_service_starts_from_the_image_as_its_user(
     image: tuple[Buildah, dict[str, Any]], tmp_path: Path, service: str
 ) -> None:

@@ -1,0 +1,1 @@
+"""The operators' console: queues, tasks, fan-out runs, dead letters and orders."""

@@ -1,0 +1,45 @@
+"""`localcloud up` serves the console and prints where; Ctrl-C stops it with the rest."""
+
+from __future__ import annotations
+
+import re
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import requests
+
+from tests.receiver import wait_for
+
+ROOT = Path(__file__).resolve().parents[1]
+CONSOLE_LINE = re.compile(r"^console  (http://127\.0\.0\.1:\d+/)$", re.MULTILINE)
+
+
+@pytest.mark.usefixtures("firestore_emulator")  # skips outside CI, fails in CI, when it is missing
+def test_localcloud_up_serves_the_console_until_interrupted(tmp_path: Path) -> None:
+    command = [
+        str(Path(sys.executable).parent / "localcloud"), "up", "--orders", "5",
+        "--schedule", "0 0 1 1 *",  # no run while the test looks: the 5 orders stay pending
+        "--scheduler-file", str(ROOT / "scheduler.yaml"),
+    ]  # fmt: skip
+    log = tmp_path / "up.log"
+    with open(log, "w") as out:
+        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, cwd=tmp_path)
+    try:
+        wait_for(lambda: CONSOLE_LINE.search(log.read_text()) is not None, timeout_s=120)
+        url = CONSOLE_LINE.search(log.read_text()).group(1)  # type: ignore[union-attr]
+        assert requests.get(f"{url}healthz", timeout=10).json()["service"] == "console"
+        wait_for(lambda: "Press Ctrl-C" in log.read_text(), timeout_s=60)
+        page = requests.get(url, timeout=30)
+        assert page.status_code == 200 and 'data-queue="order-actions"' in page.text
+        assert re.search(r'data-status="pending"><a[^>]*>5<', page.text)
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=60) == 130
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    with pytest.raises(requests.ConnectionError):
+        requests.get(f"{url}healthz", timeout=5)
