@@ -19,7 +19,7 @@ import pytest
 import requests
 from google.cloud import firestore
 from google.cloud.firestore_v1.base_query import FieldFilter
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from orders.contract import TaskPayload, task_id
@@ -71,7 +71,20 @@ counts = st.integers(min_value=0, max_value=10).map(str) | header_text
 # -- the contract, without a server ---------------------------------------------------
 
 
+KNOWN_HOSTILE_BODIES = (  # found by hand before these properties existed: always tried
+    b'{"orderId": "o\\ud800", "action": "send_confirmation", "generation": 0, "runId": "r"}',
+    b'{"orderId": "o", "action": "send_confirmation", "generation": 9223372036854775808, '
+    b'"runId": "r"}',
+    b'{"generation": ' + b"1" * 5000 + b"}",
+    b"[" * 5000,
+)
+
+
 @given(bodies)
+@example(KNOWN_HOSTILE_BODIES[0])
+@example(KNOWN_HOSTILE_BODIES[1])
+@example(KNOWN_HOSTILE_BODIES[2])
+@example(KNOWN_HOSTILE_BODIES[3])
 def test_a_body_parses_to_a_valid_payload_or_a_payload_error(body: bytes) -> None:
     try:
         payload = TaskPayload.from_json(body)
@@ -132,6 +145,12 @@ def dead_letters_of(db: firestore.Client, task_name: str) -> list[dict[str, Any]
     name_suffix=header_text,
     retry=counts,
     executions=counts,
+)
+@example(KNOWN_HOSTILE_BODIES[0], "valid", QUEUE, "", "0", "0")
+@example(KNOWN_HOSTILE_BODIES[1], "valid", QUEUE, "", "0", "0")
+@example(KNOWN_HOSTILE_BODIES[2], "valid", QUEUE, "", "0", "0")
+@example(
+    TaskPayload("plain-order", "send_confirmation", 0, "r").to_json(), "valid", QUEUE, "", "²", "0"
 )
 def test_every_delivery_is_answered_on_purpose(
     shared_worker: Sender,
