@@ -6,13 +6,19 @@ Answers, chosen for how Cloud Tasks retries (every non-2xx is retried):
   audience or issuer) / not allowed (another identity, another queue);
 - 200 ``done`` / ``already_done``: the action is recorded done;
 - 200 ``rejected``: the task can never succeed (bad body, unknown action, missing
-  order); it is recorded in ``dead_letters`` and acknowledged so it is not retried;
+  order); it is recorded in ``dead_letters`` and acknowledged so it is not retried
+  (a rejection that can never be recorded is acknowledged too, ``recorded: false``,
+  and logged);
+- 400: malformed delivery headers (a retry count that is not ASCII digits);
 - 200 ``failed`` / ``already_failed``: the action can never succeed for this order
   (cancelled, insufficient stock); recorded on the order and its ledger entry;
 - 503 with ``Retry-After``: a transient failure, or another delivery holds the
   action's claim; nothing was left half-done, retry later. On the queue's last
   attempt the failure (a busy claim or an unexpected error included) is first
   recorded as dead-lettered.
+
+No answer carries an exception's text: a 500 is generic and an error wrapping
+another library's exception is named by its kind; the log keeps the detail.
 """
 
 from __future__ import annotations
@@ -231,7 +237,8 @@ def _dead_letter(
     A live claim of another delivery counts too: that delivery may have died
     and the queue will not come back, so the record says the action may be stuck.
     """
-    cause = f" ({exc.__cause__})" if exc.__cause__ is not None else ""
+    detail = str(exc.__cause__) if exc.__cause__ is not None else ""
+    cause = f" ({detail})" if detail and detail not in str(exc) else ""
     reason = f"last attempt failed: {exc}{cause}"
     log.error("dead-lettered: %s", reason, extra=fields)
     try:
