@@ -1,4 +1,4 @@
-"""The task contract between fanout and worker (DESIGN.md section 4).
+"""The task contract between fanout and worker: task names, ids and the JSON body.
 
 A task is named deterministically from (order id, action, generation) so that a
 re-created task is refused by the queue with ``ALREADY_EXISTS``. The id is::
@@ -14,6 +14,11 @@ different ids. When that would exceed Cloud Tasks' 500-character limit the id
 becomes ``{hash8}-{encoded prefix}-x{sha256 of the order id}-{action}-g{generation}``:
 five fields instead of four, so the long form never equals a short one, and two
 long forms differ unless SHA-256 collides.
+
+A body (:meth:`TaskPayload.from_json`) is refused with :class:`PayloadError`,
+naming the field, unless its strings are text UTF-8 can carry (JSON can escape a
+lone UTF-16 surrogate, which is not) and ``generation`` is 0 to 2^63-1 (what
+Firestore stores); malformed or too deeply nested JSON is refused too.
 """
 
 from __future__ import annotations

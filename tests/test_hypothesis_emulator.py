@@ -10,6 +10,7 @@ gRPC and REST, lists, and dispatches.
 from __future__ import annotations
 
 import json
+import re
 import time
 import uuid
 from collections.abc import Iterator
@@ -77,16 +78,29 @@ def rest(emulator: TasksEmulator, verb: str, path: str, **kwargs: Any) -> reques
     return requests.request(verb, f"{emulator.rest_url}v2/{path}", timeout=30, **kwargs)
 
 
+# Every refusal says what it refused: a field, or the part of the request it is about.
+NAMES_A_FIELD = re.compile(
+    r"(?i)name|id\b|url|header|body|method|time|deadline|backoff|attempts|doublings|rate|"
+    r"dispatch|token|page|queue|task|target|override|mask|ratio|duration|oidc|json|request|"
+    r"content-length"
+)
+
+
+def assert_names_a_field(message: str) -> None:
+    assert INTERNAL_MESSAGE not in message and NAMES_A_FIELD.search(message), message
+
+
 def assert_allowed_error(error: exceptions.GoogleAPICallError) -> None:
     assert isinstance(error, ALLOWED), f"{type(error).__name__}: {error.message}"
-    assert error.message and INTERNAL_MESSAGE not in error.message
+    assert_names_a_field(error.message)
 
 
 def assert_rest_answer(answer: requests.Response) -> None:
     assert answer.status_code in (200, 400, 404, 409), answer.text
     if answer.status_code != 200:
         error = answer.json()["error"]
-        assert error["code"] == answer.status_code and error["message"]
+        assert error["code"] == answer.status_code
+        assert_names_a_field(error["message"])
 
 
 def as_json(message: Any) -> Any:
