@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import re
 import time
+import urllib.parse
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -23,9 +24,10 @@ import requests
 from google.api_core import exceptions
 from google.cloud import tasks_v2
 from google.protobuf import field_mask_pb2, json_format
-from hypothesis import given
+from hypothesis import event, given
 from hypothesis import strategies as st
 
+from localcloud.tasks.paging import encode_page_token
 from localcloud.tasks.server import TasksEmulator
 from localcloud.tasks.service import INTERNAL_MESSAGE
 from tests.receiver import Receiver
@@ -91,11 +93,13 @@ def assert_names_a_field(message: str) -> None:
 
 
 def assert_allowed_error(error: exceptions.GoogleAPICallError) -> None:
+    event(f"refused: {type(error).__name__}")  # --hypothesis-show-statistics counts them
     assert isinstance(error, ALLOWED), f"{type(error).__name__}: {error.message}"
     assert_names_a_field(error.message)
 
 
 def assert_rest_answer(answer: requests.Response) -> None:
+    event(f"HTTP {answer.status_code}")
     assert answer.status_code in (200, 400, 404, 409), answer.text
     if answer.status_code != 200:
         error = answer.json()["error"]
@@ -114,35 +118,48 @@ def as_json(message: Any) -> Any:
 # -- tasks ---------------------------------------------------------------------------------
 
 
+def mostly(draw: st.DrawFn, valid: st.SearchStrategy[Any], hostile: st.SearchStrategy[Any]) -> Any:
+    """Draw from ``hostile`` one time in four, else from ``valid``: most tasks get accepted."""
+    return draw(hostile) if draw(st.integers(min_value=0, max_value=3)) == 0 else draw(valid)
+
+
 @st.composite
 def tasks(draw: st.DrawFn, queue: str, target: str) -> Any:
     task = Task()
-    name = draw(st.none() | ids.map(lambda i: f"{queue}/tasks/{i}") | text)
+    valid_name = st.text(token_chars, min_size=1, max_size=12).map(lambda i: f"{queue}/tasks/{i}")
+    name = mostly(draw, st.none() | valid_name, ids.map(lambda i: f"{queue}/tasks/{i}") | text)
     if name is not None:
         task.name = name
     http = task.http_request
-    http.url = draw(
+    http.url = mostly(
+        draw,
+        url_paths().map(lambda p: target + urllib.parse.quote(p)),
         url_paths().map(lambda p: target + p)
-        | st.sampled_from([target, target + "?q=1", "http://127.0.0.1:99999/", "ftp://x/"])
-        | text
+        | st.sampled_from(["http://127.0.0.1:99999/", "ftp://x/", "https://example.invalid/x"])
+        | text,
     )
-    http.http_method = draw(st.integers(min_value=-1, max_value=9))
-    http.headers.update(draw(st.dictionaries(header_names, header_values, max_size=3)))
-    http.body = draw(st.binary(max_size=64))
+    method = mostly(draw, st.sampled_from([0, 1, 4, 6]), st.integers(min_value=-1, max_value=9))
+    http.http_method = method
+    valid_headers = st.dictionaries(st.sampled_from(["X-Custom", "X-Other"]), st.just("v"))
+    http.headers.update(
+        mostly(draw, valid_headers, st.dictionaries(header_names, header_values, max_size=3))
+    )
+    if method in (0, 1, 4, 6) or draw(st.booleans()):
+        http.body = draw(st.binary(max_size=64))
     if draw(st.booleans()):
-        http.oidc_token.service_account_email = draw(text)
+        http.oidc_token.service_account_email = mostly(draw, st.just("a@b.iam"), text)
         http.oidc_token.audience = draw(text)
     if draw(st.booleans()):
         near_now = st.integers(-100, 100).map(lambda offset: int(time.time()) + offset)
-        task.schedule_time.seconds = draw(near_now | seconds)
-        task.schedule_time.nanos = draw(nanos)
+        task.schedule_time.seconds = mostly(draw, near_now, seconds)
+        task.schedule_time.nanos = mostly(draw, st.integers(0, 999_999_999), nanos)
     if draw(st.booleans()):
-        task.dispatch_deadline.seconds = draw(seconds)
-        task.dispatch_deadline.nanos = draw(nanos)
+        task.dispatch_deadline.seconds = mostly(draw, st.integers(15, 1800), seconds)
+        task.dispatch_deadline.nanos = mostly(draw, st.just(0), nanos)
     if draw(st.booleans()):
-        task.retry_config.max_attempts = draw(small_ints)
-        task.retry_config.min_backoff.seconds = draw(seconds)
-        task.retry_config.max_backoff.seconds = draw(seconds)
+        task.retry_config.max_attempts = mostly(draw, st.integers(-1, 100), small_ints)
+        task.retry_config.min_backoff.seconds = mostly(draw, st.integers(0, 10), seconds)
+        task.retry_config.max_backoff.seconds = mostly(draw, st.integers(10, 3600), seconds)
     return task
 
 
@@ -176,6 +193,7 @@ def check_accepted_task(
 ) -> None:
     """Read the task back both ways, find it in both listings, dispatch it if it is ours."""
     name = created.name
+    event("accepted")
     full = client.get_task(request={"name": name, "response_view": tasks_v2.Task.View.FULL})
     assert full.name == name
     got = rest(emulator, "GET", name, params={"responseView": "FULL"})
@@ -262,14 +280,19 @@ def test_rest_create_task(harness: Harness, data: st.DataObject) -> None:
         harness.queue,
         harness.target,
     )
-    task = data.draw(hostile_tasks(target) | tasks(queue, target))
+    task = data.draw(tasks(queue, target))  # the hostile ones are in JSON below
     well_formed = {"task": as_json(task), "responseView": "FULL"}
-    document = data.draw(
-        st.just(well_formed)
-        | json_values
-        | st.fixed_dictionaries({"task": st.fixed_dictionaries({"httpRequest": json_values})})
+    document = mostly(
+        data.draw,
+        st.just(well_formed),
+        json_values
+        | st.fixed_dictionaries({"task": st.fixed_dictionaries({"httpRequest": json_values})}),
     )
-    params = data.draw(st.dictionaries(st.sampled_from(["alt", "pageSize", "x"]), text, max_size=2))
+    params = mostly(
+        data.draw,
+        st.dictionaries(st.sampled_from(["alt", "$alt", "prettyPrint"]), st.just("json")),
+        st.dictionaries(st.sampled_from(["alt", "pageSize", "x"]), text, max_size=2),
+    )
     answer = rest(emulator, "POST", f"{queue}/tasks", data=json.dumps(document), params=params)
     assert_rest_answer(answer)
     if answer.status_code == 200:
@@ -277,7 +300,10 @@ def test_rest_create_task(harness: Harness, data: st.DataObject) -> None:
         check_accepted_task(client, emulator, queue, created, target)
 
 
-@given(token=text | st.binary(max_size=20).map(lambda b: b.hex()), size=small_ints)
+@given(
+    token=text.map(encode_page_token) | text | st.binary(max_size=20).map(lambda b: b.hex()),
+    size=st.integers(min_value=0, max_value=2000) | small_ints,
+)
 def test_list_tasks_pages(
     client: tasks_v2.CloudTasksClient, emulator: TasksEmulator, queue: str, token: str, size: int
 ) -> None:
@@ -296,18 +322,19 @@ def test_list_tasks_pages(
 
 @st.composite
 def queues(draw: st.DrawFn, name: str) -> Any:
-    queue = Queue(name=draw(st.just(name) | text))
+    queue = Queue(name=mostly(draw, st.just(name), text))
     if draw(st.booleans()):
-        queue.rate_limits.max_dispatches_per_second = draw(doubles)
-        queue.rate_limits.max_concurrent_dispatches = draw(small_ints)
+        rate = mostly(draw, st.floats(min_value=1e-7, max_value=500), doubles)
+        queue.rate_limits.max_dispatches_per_second = rate
+        queue.rate_limits.max_concurrent_dispatches = mostly(draw, st.integers(1, 5000), small_ints)
     if draw(st.booleans()):
         retry = queue.retry_config
-        retry.max_attempts = draw(small_ints)
-        retry.max_doublings = draw(small_ints)
+        retry.max_attempts = mostly(draw, st.integers(-1, 100), small_ints)
+        retry.max_doublings = mostly(draw, st.integers(0, 16), small_ints)
         for field in ("min_backoff", "max_backoff", "max_retry_duration"):
             if draw(st.booleans()):
-                getattr(retry, field).seconds = draw(seconds)
-                getattr(retry, field).nanos = draw(nanos)
+                getattr(retry, field).seconds = mostly(draw, st.integers(0, 3600), seconds)
+                getattr(retry, field).nanos = mostly(draw, st.just(0), nanos)
     if draw(st.booleans()):
         uri = queue.http_target.uri_override
         if draw(st.booleans()):
@@ -329,6 +356,7 @@ def queues(draw: st.DrawFn, name: str) -> Any:
 def check_accepted_queue(
     client: tasks_v2.CloudTasksClient, emulator: TasksEmulator, name: str
 ) -> None:
+    event("accepted")
     assert client.get_queue(name=name).name == name
     got = rest(emulator, "GET", name)
     assert got.status_code == 200 and got.json()["name"] == name, got.text
@@ -374,7 +402,7 @@ def test_rest_create_and_update_queue(
     client: tasks_v2.CloudTasksClient, emulator: TasksEmulator, data: st.DataObject
 ) -> None:
     name = f"{LOCATION}/queues/r-{uuid.uuid4().hex[:10]}"
-    document = data.draw(queues(name).map(as_json) | json_values)
+    document = mostly(data.draw, queues(name).map(as_json), json_values)
     answer = rest(emulator, "POST", f"{LOCATION}/queues", data=json.dumps(document))
     assert_rest_answer(answer)
     if answer.status_code != 200:
