@@ -30,6 +30,7 @@ HOSTILE_ORDER_IDS = (
     "\U0001d518\U0001d52b \U0001f389",  # outside the BMP (Fraktur letters, an emoji)
     "a:b?c#d[e]@f!$&'()*+,;=",
     "__init",
+    "nul\x00and\nnewline",  # control characters
     LONG_ID,
 )
 SKU = "sku-0"
