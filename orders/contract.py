@@ -1,4 +1,4 @@
-"""The task contract between fanout and worker (DESIGN.md section 4).
+"""The task contract between fanout and worker: task names, ids and the JSON body.
 
 A task is named deterministically from (order id, action, generation) so that a
 re-created task is refused by the queue with ``ALREADY_EXISTS``. The id is::
@@ -14,6 +14,11 @@ different ids. When that would exceed Cloud Tasks' 500-character limit the id
 becomes ``{hash8}-{encoded prefix}-x{sha256 of the order id}-{action}-g{generation}``:
 five fields instead of four, so the long form never equals a short one, and two
 long forms differ unless SHA-256 collides.
+
+A body (:meth:`TaskPayload.from_json`) is refused with :class:`PayloadError`,
+naming the field, unless its strings are text UTF-8 can carry (JSON can escape a
+lone UTF-16 surrogate, which is not) and ``generation`` is 0 to 2^63-1 (what
+Firestore stores); malformed or too deeply nested JSON is refused too.
 """
 
 from __future__ import annotations
@@ -38,6 +43,8 @@ TASK_ID_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,500}$")
 ACTION_PATTERN = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 _PLAIN = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789")
 _ESCAPE = re.compile(r"_([0-9a-f]{2})")
+_SURROGATE = re.compile("[\ud800-\udfff]")  # JSON may escape them; UTF-8 cannot carry them
+MAX_GENERATION = 2**63 - 1  # Firestore integers are signed 64-bit
 
 
 def encode_order_id(order_id: str) -> str:
@@ -118,8 +125,10 @@ class TaskPayload:
         """Parse and validate a task body; :class:`PayloadError` names the bad field."""
         try:
             data: Any = json.loads(body)
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        except ValueError as exc:  # bad UTF-8 or JSON, or an integer of over 4,300 digits
             raise PayloadError(f"body is not valid JSON: {exc}") from None
+        except RecursionError:
+            raise PayloadError("body is JSON nested too deeply") from None
         if not isinstance(data, dict):
             raise PayloadError("body must be a JSON object with orderId, action, generation, runId")
         order_id = _field(data, "orderId", str)
@@ -128,8 +137,11 @@ class TaskPayload:
         run_id = _field(data, "runId", str)
         if not order_id:
             raise PayloadError("field 'orderId' is empty")
-        if generation < 0:
-            raise PayloadError(f"field 'generation' is {generation}; it must be 0 or more")
+        if not 0 <= generation <= MAX_GENERATION:
+            raise PayloadError(
+                f"field 'generation' is {generation}; it must be 0 or more and at most "
+                f"{MAX_GENERATION} (a signed 64-bit integer)"
+            )
         return cls(order_id=order_id, action=action, generation=generation, run_id=run_id)
 
 
@@ -138,8 +150,20 @@ def _field(data: dict[str, Any], name: str, kind: type) -> Any:
         raise PayloadError(f"field {name!r} is missing")
     value = data[name]
     if not isinstance(value, kind) or isinstance(value, bool):
-        raise PayloadError(f"field {name!r} must be a {kind.__name__}, got {value!r}")
+        raise PayloadError(f"field {name!r} must be a {kind.__name__}, got {_excerpt(value)}")
+    surrogate = _SURROGATE.search(value) if isinstance(value, str) else None
+    if surrogate is not None:
+        raise PayloadError(
+            f"field {name!r} has a lone UTF-16 surrogate at character {surrogate.start()}: "
+            "it is not text"
+        )
     return value
+
+
+def _excerpt(value: Any) -> str:
+    """Return ``repr(value)``, cut to 100 characters (a bad field may be huge)."""
+    text = repr(value)
+    return text if len(text) <= 100 else f"{text[:100]}... ({len(text)} characters)"
 
 
 def task_name(settings: CloudSettings, payload: TaskPayload) -> str:

@@ -21,7 +21,10 @@ from localcloud.errors import LocalCloudError
 from localcloud.firestore_emulator import emulator_host
 from localcloud.tasks.server import TasksEmulator
 from orders.schema import INVENTORY, ORDERS, new_order
+from tests.hypothesis_profiles import load_profile
 from tests.receiver import Receiver
+
+load_profile()  # HYPOTHESIS_PROFILE=deep for many more examples (see the README)
 
 
 @pytest.fixture(scope="session")

@@ -6,7 +6,10 @@ Answers, chosen for how Cloud Tasks retries (every non-2xx is retried):
   audience or issuer) / not allowed (another identity, another queue);
 - 200 ``done`` / ``already_done``: the action is recorded done;
 - 200 ``rejected``: the task can never succeed (bad body, unknown action, missing
-  order); it is recorded in ``dead_letters`` and acknowledged so it is not retried;
+  order); it is recorded in ``dead_letters`` and acknowledged so it is not retried
+  (a rejection that can never be recorded is acknowledged too, ``recorded: false``,
+  and logged);
+- 400: malformed delivery headers (a retry count that is not ASCII digits);
 - 200 ``failed`` / ``already_failed``: the action can never succeed for this order
   (cancelled, insufficient stock); recorded on the order and its ledger entry;
 - 409 Conflict ``busy``: another delivery holds the action's claim. Cloud Tasks
@@ -16,6 +19,9 @@ Answers, chosen for how Cloud Tasks retries (every non-2xx is retried):
   overloaded); nothing was left half-done, retry later. On the queue's last
   attempt the failure (a busy claim or an unexpected error included) is first
   recorded as dead-lettered.
+
+No answer carries an exception's text: a 500 is generic and an error wrapping
+another library's exception is named by its kind; the log keeps the detail.
 """
 
 from __future__ import annotations
@@ -40,6 +46,7 @@ from worker.errors import (
     ForeignQueueError,
     PermanentTaskError,
     TransientTaskError,
+    WorkerError,
 )
 from worker.perform import Performer
 from worker.store import build_store
@@ -47,6 +54,9 @@ from worker.store import build_store
 log = logging.getLogger(__name__)
 
 Answer = tuple[Response, int]
+INTERNAL_ERROR_MESSAGE = "unexpected error in the worker; the queue will retry the task"
+TRANSIENT_ERROR_MESSAGE = "a dependency is busy or unavailable; retry later"
+PERMANENT_ERROR_MESSAGE = "a dependency refused the task for good; the worker's log has why"
 
 
 def create_app(config: WorkerConfig | None = None) -> Flask:
@@ -84,9 +94,9 @@ def create_app(config: WorkerConfig | None = None) -> Flask:
             outcome = performer.perform(payload, delivery)
         except PermanentTaskError as exc:
             if not exc.recorded:
-                return _reject(performer, delivery, str(exc), fields)
+                return _reject(performer, delivery, str(exc), fields, _public_reason(exc))
             log.error("action failed for good: %s", exc, extra=fields)
-            return _answer(200, outcome="failed", error=str(exc), **_ids(payload))
+            return _answer(200, outcome="failed", error=_public_reason(exc), **_ids(payload))
         except TransientTaskError as exc:  # ClaimHeldError included: the holder may have died
             if delivery.is_last_attempt(config.max_attempts):
                 return _dead_letter(performer, payload, delivery, exc, fields)
@@ -99,7 +109,8 @@ def create_app(config: WorkerConfig | None = None) -> Flask:
             if not delivery.is_last_attempt(config.max_attempts):
                 raise  # answered 500 by the crash handler: the queue retries
             log.exception("unexpected error on the last attempt", extra=fields)
-            failure = TransientTaskError(f"unexpected error {type(exc).__name__}: {exc}")
+            failure = TransientTaskError(f"unexpected error {type(exc).__name__}")
+            failure.__cause__ = exc  # recorded in the dead letter, kept out of the answer
             return _dead_letter(performer, payload, delivery, failure, fields)
         log.info("%s %s", payload.action, outcome.value, extra=fields)
         return _answer(200, outcome=outcome.value, **_ids(payload))
@@ -111,7 +122,8 @@ def create_app(config: WorkerConfig | None = None) -> Flask:
     @app.errorhandler(Exception)
     def crash(exc: Exception) -> Answer:
         log.exception("unexpected error; the queue will retry", extra={"path": request.path})
-        return _answer(500, error="Internal Server Error", message=f"{type(exc).__name__}: {exc}")
+        # The log keeps the exception; the caller learns only that it was not its fault.
+        return _answer(500, error="Internal Server Error", message=INTERNAL_ERROR_MESSAGE)
 
     settle_heap()  # the app and its clients are built: keep them out of the collector
     return app
@@ -162,9 +174,26 @@ def _refuse(status: int, exc: Exception) -> Answer:
 
 
 def _retry(exc: TransientTaskError, outcome: str) -> Answer:
-    response, status = _answer(503, outcome=outcome, error=str(exc))
+    """Answer 503 with ``Retry-After`` and the reason, unless that quotes another exception."""
+    response, status = _answer(503, outcome=outcome, error=_public_reason(exc))
     response.headers["Retry-After"] = str(exc.retry_after_s)
     return response, status
+
+
+def _public_reason(exc: Exception) -> str:
+    """Return what the caller may read of ``exc``: our own message, never a wrapped exception's.
+
+    An error raised ``from`` another (a Firestore or HTTP client error) quotes its
+    text; the log has it, the answer says only what kind of failure it was.
+    """
+    cause = exc.__cause__
+    while isinstance(cause, WorkerError):
+        cause = cause.__cause__
+    if cause is None:
+        return str(exc)
+    if isinstance(exc, TransientTaskError):
+        return TRANSIENT_ERROR_MESSAGE
+    return PERMANENT_ERROR_MESSAGE
 
 
 def _body_excerpt() -> str:
@@ -175,16 +204,29 @@ def _body_excerpt() -> str:
 
 
 def _reject(
-    performer: Performer, delivery: Delivery, reason: str, fields: dict[str, Any]
+    performer: Performer,
+    delivery: Delivery,
+    reason: str,
+    fields: dict[str, Any],
+    public_reason: str | None = None,
 ) -> Answer:
-    """Record a task that can never succeed and acknowledge it, so it is not retried."""
+    """Record a task that can never succeed and acknowledge it, so it is not retried.
+
+    ``reason`` is recorded and logged; the answer says ``public_reason`` (by default
+    ``reason``). A rejection that cannot be recorded for good is still acknowledged:
+    its log line is the record. Only a transient failure to record answers 503.
+    """
+    answered = reason if public_reason is None else public_reason
     log.error("rejected task: %s", reason, extra=fields)
     try:
         performer.record_rejection(delivery, reason, {**fields, "body": _body_excerpt()})
-    except Exception as exc:  # recording must not turn a rejection into a crash
-        log.error("could not record the rejection: %s", exc, extra=fields)
-        return _retry(TransientTaskError(f"{reason}; and recording it failed: {exc}"), "retry")
-    return _answer(200, outcome="rejected", error=reason)
+    except TransientTaskError as exc:  # Firestore is busy: the queue brings the task back
+        log.warning("could not record the rejection yet: %s", exc, extra=fields)
+        return _retry(exc, "retry")
+    except Exception:  # the rejection itself is unrecordable: retrying cannot change that
+        log.exception("could not record the rejection; this log line is its record", extra=fields)
+        return _answer(200, outcome="rejected", recorded=False, error=answered)
+    return _answer(200, outcome="rejected", error=answered)
 
 
 def _dead_letter(
@@ -199,7 +241,9 @@ def _dead_letter(
     A live claim of another delivery counts too: that delivery may have died
     and the queue will not come back, so the record says the action may be stuck.
     """
-    reason = f"last attempt failed: {exc}"
+    detail = str(exc.__cause__) if exc.__cause__ is not None else ""
+    cause = f" ({detail})" if detail and detail not in str(exc) else ""
+    reason = f"last attempt failed: {exc}{cause}"
     log.error("dead-lettered: %s", reason, extra=fields)
     try:
         performer.record_dead_letter(payload, delivery, reason, fields)

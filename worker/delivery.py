@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -67,8 +68,14 @@ class Delivery:
         }
 
 
+_COUNT = re.compile(r"[0-9]{1,18}")  # ASCII digits only: str.isdigit() accepts "²"
+
+
 def _count(headers: Headers, name: str) -> int:
     raw = headers.get(name, "0").strip() or "0"
-    if not raw.isdigit():
-        raise BadDeliveryError(f"header {name}={raw!r} is not a whole number")
+    if not _COUNT.fullmatch(raw):
+        shown = raw if len(raw) <= 40 else raw[:40] + "..."
+        raise BadDeliveryError(
+            f"header {name}={shown!r} is not a whole number of at most 18 ASCII digits"
+        )
     return int(raw)

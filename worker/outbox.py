@@ -1,8 +1,8 @@
 """The outbox: effects that leave the system (e-mails, warehouse notifications).
 
-Each effect is delivered by HTTP POST with an ``Idempotency-Key`` header
-``{orderId}:{action}``, while the delivery holds the action's claim, and
-recorded as the document ``outbox/{orderId}:{action}``, created with a
+Each effect is delivered by HTTP POST with an ``Idempotency-Key`` header (see
+:func:`outbox_key`), while the delivery holds the action's claim, and
+recorded as the document ``outbox/{key}``, created with a
 must-not-exist precondition in the commit that marks the action done: the
 effect is recorded exactly once, together with the action. A receiver that
 sees the same key twice (a retry after a lost answer, a commit that failed
@@ -15,6 +15,7 @@ target URL is recorded ``pending``, for a relay to send.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import urllib.parse
 import urllib.request
@@ -30,6 +31,7 @@ from worker.store import SERVER_TIMESTAMP, Store, Writes
 
 _RETRYABLE_HTTP = frozenset({408, 429})
 POOL_SIZE = 64  # kept-alive connections per target
+MAX_KEY_CHARS = 1500  # an idempotency key, in (ASCII) characters: it names a Firestore document
 
 
 class OutboxState(StrEnum):
@@ -40,8 +42,20 @@ class OutboxState(StrEnum):
 
 
 def outbox_key(order_id: str, action: str) -> str:
-    """Return the idempotency key of an effect that leaves the system."""
-    return f"{order_id}:{action}"
+    """Return the idempotency key of an effect: ASCII, stable and one per (order, action).
+
+    ``{percent-encoded order id}:{action}``: the order id's UTF-8 bytes, each
+    byte other than ``A-Z a-z 0-9 - . _ ~`` written ``%XX`` (RFC 3986), so plain
+    ids stay as they are and the encoding never emits ``:``. When that is longer
+    than :data:`MAX_KEY_CHARS` (the key is also the outbox document's id, which
+    Firestore caps at 1,500 bytes) the key is ``sha256={64 hex digits of the
+    SHA-256 of the order id's UTF-8}:{action}``; ``=`` never appears in the
+    percent-encoded form, so the two forms never meet.
+    """
+    encoded = urllib.parse.quote(order_id, safe="")
+    if len(encoded) + 1 + len(action) <= MAX_KEY_CHARS:
+        return f"{encoded}:{action}"
+    return f"sha256={hashlib.sha256(order_id.encode()).hexdigest()}:{action}"
 
 
 class Outbox:
@@ -99,7 +113,7 @@ class Outbox:
                 retries=False,  # the queue retries the whole delivery
             )
         except urllib3.exceptions.HTTPError as exc:
-            raise TransientTaskError(f"{url} could not be reached: {exc}") from None
+            raise TransientTaskError(f"{url} could not be reached: {exc}") from exc
         if 200 <= answer.status < 300:
             return answer.status
         text = answer.data[:200].decode("utf-8", errors="replace")

@@ -279,14 +279,19 @@ class Performer:
         """Record a delivery that can never succeed, and has no order, in ``dead_letters``.
 
         One document per task, named after it and written whole: a write retried
-        after a lost answer, or a later attempt of the task, replaces it.
+        after a lost answer, or a later attempt of the task, replaces it. Raises
+        :class:`TransientTaskError` when Firestore is busy; any other exception
+        means the rejection can never be recorded.
         """
         writes = self._store.writes()
         writes.set(
             self._store.document(DEAD_LETTERS, _letter_id(delivery.task_name)),
             {"reason": reason, "receivedAt": SERVER_TIMESTAMP, **detail},
         )
-        self._store.commit(writes)
+        try:
+            self._store.commit(writes)
+        except _TRANSIENT as exc:
+            raise TransientTaskError(f"Firestore is busy or unavailable: {exc}") from exc
 
     def record_dead_letter(
         self, payload: TaskPayload, delivery: Delivery, reason: str, detail: dict[str, Any]

@@ -30,6 +30,12 @@ MIN_DISPATCH_DEADLINE_S = 15.0
 MAX_DISPATCH_DEADLINE_S = 1800.0
 MAX_SCHEDULE_AHEAD_S = 30 * 24 * 3600.0
 VIEW_BASIC = 1
+MIN_TIMESTAMP_S = -62_135_596_800  # 0001-01-01T00:00:00Z, seconds since the epoch
+MAX_TIMESTAMP_S = 253_402_300_799  # 9999-12-31T23:59:59Z
+MAX_DURATION_S = 315_576_000_000  # 10,000 years, a Duration's range in seconds
+MAX_NANOS = 999_999_999
+# One dispatch in ~116 days: a slower queue would wait longer than a thread can (TIMEOUT_MAX).
+MIN_DISPATCHES_PER_SECOND = 1e-7
 VIEW_FULL = 2
 
 
@@ -104,8 +110,45 @@ def duration_s(d: Any) -> float:
     return float(d.seconds) + float(d.nanos) / 1e9
 
 
+def check_timestamp(field: str, ts: Any) -> None:
+    """Raise :class:`InvalidArgumentError` naming ``field`` unless ``ts`` is a valid Timestamp.
+
+    Valid: 0001-01-01T00:00:00Z to 9999-12-31T23:59:59.999999999Z, nanos in
+    [0, 999999999]; anything else cannot be written back as JSON (RFC 3339).
+    """
+    if not MIN_TIMESTAMP_S <= ts.seconds <= MAX_TIMESTAMP_S:
+        raise InvalidArgumentError(
+            f"{field}.seconds {ts.seconds} is outside 0001-01-01 to 9999-12-31 "
+            f"([{MIN_TIMESTAMP_S}, {MAX_TIMESTAMP_S}])."
+        )
+    if not 0 <= ts.nanos <= MAX_NANOS:
+        raise InvalidArgumentError(f"{field}.nanos {ts.nanos} must be in [0, {MAX_NANOS}].")
+
+
+def check_duration(field: str, d: Any) -> None:
+    """Raise :class:`InvalidArgumentError` naming ``field`` unless ``d`` is a valid Duration.
+
+    Valid: at most 10,000 years either way, nanos in [-999999999, 999999999] of
+    the same sign as seconds.
+    """
+    if abs(d.seconds) > MAX_DURATION_S:
+        raise InvalidArgumentError(
+            f"{field}.seconds {d.seconds} is outside [-{MAX_DURATION_S}, {MAX_DURATION_S}]."
+        )
+    if abs(d.nanos) > MAX_NANOS or (d.seconds and d.nanos and (d.seconds > 0) != (d.nanos > 0)):
+        raise InvalidArgumentError(
+            f"{field}.nanos {d.nanos} must be in [-{MAX_NANOS}, {MAX_NANOS}] and have the "
+            "sign of seconds."
+        )
+
+
 def set_timestamp(ts: Any, seconds: float) -> None:
-    """Set a ``Timestamp`` to ``seconds`` since the epoch, truncated to microseconds."""
+    """Set a ``Timestamp`` to ``seconds`` since the epoch, truncated to microseconds.
+
+    Times beyond a Timestamp's range (a retry backed off past year 9999) are
+    clamped to it, so every task can always be read back.
+    """
+    seconds = min(max(seconds, MIN_TIMESTAMP_S), MAX_TIMESTAMP_S)
     micros = int(seconds * 1_000_000)
     ts.seconds, rest = divmod(micros, 1_000_000)
     ts.nanos = rest * 1000
@@ -135,6 +178,9 @@ def retry_from_pb(pb: Any, base: RetryPolicy) -> RetryPolicy:
     if pb.max_doublings < 0:
         raise InvalidArgumentError(f"max_doublings must not be negative, got {pb.max_doublings}.")
     has = pb.HasField
+    for name in ("min_backoff", "max_backoff", "max_retry_duration"):
+        if has(name):
+            check_duration(f"retry_config.{name}", getattr(pb, name))
     policy = RetryPolicy(
         max_attempts=max_attempts,
         min_backoff_s=duration_s(pb.min_backoff) if has("min_backoff") else base.min_backoff_s,
@@ -176,8 +222,11 @@ def queue_from_pb(parent: str, queue: Any, state: int = QUEUE_STATE_RUNNING) -> 
         http_target = json_format.MessageToJson(queue.http_target, indent=None)
     limits = queue.rate_limits
     rate = limits.max_dispatches_per_second or ratelimit.DEFAULT_MAX_DISPATCHES_PER_SECOND
-    if not 0 < rate <= ratelimit.MAX_DISPATCHES_PER_SECOND:
-        raise InvalidArgumentError(f"max_dispatches_per_second must be in (0, 500], got {rate}.")
+    if not MIN_DISPATCHES_PER_SECOND <= rate <= ratelimit.MAX_DISPATCHES_PER_SECOND:
+        raise InvalidArgumentError(
+            f"rate_limits.max_dispatches_per_second must be in [{MIN_DISPATCHES_PER_SECOND}, "
+            f"500], got {rate}."
+        )
     concurrent = limits.max_concurrent_dispatches or ratelimit.DEFAULT_MAX_CONCURRENT_DISPATCHES
     if not 0 < concurrent <= ratelimit.MAX_CONCURRENT_DISPATCHES:
         raise InvalidArgumentError(

@@ -25,6 +25,7 @@ from google.protobuf import json_format
 from localcloud.tasks.errors import InvalidArgumentError
 from localcloud.tasks.headers import check_headers
 from localcloud.tasks.model import TaskRecord
+from localcloud.tasks.urls import check_host, check_url_text
 
 HttpTarget = tasks_v2.HttpTarget.pb()
 _SCHEMES = {1: "http", 2: "https"}
@@ -61,6 +62,16 @@ def override_from_pb(target: Any) -> HttpOverride:
     has = uri.HasField
     if has("host") and not uri.host:
         raise InvalidArgumentError("http_target.uri_override.host must not be empty.")
+    if has("host"):
+        check_url_text("http_target.uri_override.host", uri.host)
+        check_host("http_target.uri_override.host", uri.host)
+    if has("path_override"):
+        check_url_text("http_target.uri_override.path_override.path", uri.path_override.path)
+    if has("query_override"):
+        check_url_text(
+            "http_target.uri_override.query_override.query_params",
+            uri.query_override.query_params,
+        )
     if has("port") and not 0 <= uri.port <= 65535:
         raise InvalidArgumentError(
             f"http_target.uri_override.port must be in [0, 65535], got {uri.port}."

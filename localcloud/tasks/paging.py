@@ -23,9 +23,15 @@ def decode_page_token(token: str) -> str:
     if not token:
         return ""
     try:
-        return base64.urlsafe_b64decode(token.encode()).decode()
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise InvalidArgumentError(f"Invalid page_token '{token}'.") from exc
+        name = base64.b64decode(token.encode(), altchars=b"-_", validate=True).decode()
+    except (ValueError, UnicodeDecodeError):
+        name = None
+    if name is None or encode_page_token(name) != token:  # only tokens this module wrote
+        shown = token if len(token) <= 100 else f"{token[:100]}..."
+        raise InvalidArgumentError(
+            f"Invalid page_token '{shown}': pass the next_page_token of the previous page."
+        )
+    return name
 
 
 def page_size(size: int) -> int:

@@ -29,7 +29,8 @@ from localcloud.tasks.errors import (
     TasksEmulatorError,
     UnimplementedError,
 )
-from localcloud.tasks.service import CloudTasksService, Method, call
+from localcloud.tasks.jsonbytes import check_bytes_fields
+from localcloud.tasks.service import INTERNAL_MESSAGE, CloudTasksService, Method, call
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +40,17 @@ _SEG = r"[^/:]+"
 _LOCATION = rf"projects/{_SEG}/locations/{_SEG}"
 _QUEUE = rf"{_LOCATION}/queues/{_SEG}"
 _TASK = rf"{_QUEUE}/tasks/{_SEG}"
-_UNSERVED = re.compile(r"^/v2/.*(:getIamPolicy|:setIamPolicy|:testIamPermissions|/cmekConfig)$")
+_UNSERVED = re.compile(
+    r"^/v2/.*(:getIamPolicy|:setIamPolicy|:testIamPermissions|/cmekConfig|/tasks:batchDelete)$"
+)
+_LENGTH = re.compile(r"[0-9]{1,18}")  # Content-Length: ASCII digits only
+# Google's system parameters: accepted on every method, none changes the answer here.
+SYSTEM_PARAMETERS = frozenset(
+    {
+        "alt", "prettyPrint", "fields", "key", "access_token", "oauth_token", "callback",
+        "quotaUser", "userIp", "upload_protocol", "uploadType", "trace", "xgafv",
+    }
+)  # fmt: skip
 
 _HTTP_STATUS = {
     grpc.StatusCode.INVALID_ARGUMENT: 400,
@@ -101,10 +112,11 @@ def http_status(code: grpc.StatusCode) -> int:
     return _HTTP_STATUS.get(code, 500)
 
 
-def error_body(exc: TasksEmulatorError) -> dict[str, Any]:
-    """Return Google's JSON error document for ``exc``."""
+def error_body(exc: TasksEmulatorError, http_code: int | None = None) -> dict[str, Any]:
+    """Return Google's JSON error document for ``exc`` (answered with ``http_code``)."""
     code = exc.grpc_code
-    return {"error": {"code": http_status(code), "message": str(exc), "status": code.name}}
+    status = http_status(code) if http_code is None else http_code
+    return {"error": {"code": status, "message": str(exc), "status": code.name}}
 
 
 class RestApi:
@@ -124,16 +136,17 @@ class RestApi:
             return 200, self._dispatch(verb, target, body)
         except TasksEmulatorError as exc:
             return http_status(exc.grpc_code), error_body(exc)
-        except Exception as exc:  # never a dropped connection: an INTERNAL error document
+        except Exception:  # never a dropped connection: an INTERNAL error document
             log.exception("internal error in REST %s %s", verb, target)
-            internal = TasksEmulatorError(f"Internal emulator error: {exc!r}")
-            return 500, error_body(internal)
+            return 500, error_body(TasksEmulatorError(INTERNAL_MESSAGE))
 
     def _dispatch(self, verb: str, target: str, body: bytes) -> dict[str, Any]:
         parts = urlsplit(target)
-        query = dict(parse_qsl(parts.query))
-        query.pop("alt", None)
-        query.pop("prettyPrint", None)
+        query = {
+            key: value
+            for key, value in parse_qsl(parts.query)
+            if key not in SYSTEM_PARAMETERS and not key.startswith("$")
+        }
         for route in ROUTES:
             if route.verb != verb:
                 continue
@@ -163,12 +176,15 @@ class RestApi:
         method = self._methods[route.rpc]
         if query.get("readMask") and route.rpc in self._beta:
             method = self._beta[route.rpc]  # queue statistics exist only in v2beta3
-        try:
-            request = json_format.ParseDict(
-                fields, method.request_cls(), ignore_unknown_fields=True
-            )
+        check_bytes_fields(fields, method.request_cls.DESCRIPTOR, route.rpc)
+        try:  # unknown fields and enum values are errors, as in Google's JSON APIs
+            request = json_format.ParseDict(fields, method.request_cls())
         except json_format.ParseError as exc:
-            raise InvalidArgumentError(f"Invalid JSON request for {route.rpc}: {exc}") from exc
+            raise InvalidArgumentError(f"Invalid JSON request for {route.rpc}: {exc}") from None
+        except (ValueError, TypeError, AttributeError):  # a value of the wrong JSON type
+            raise InvalidArgumentError(
+                f"Invalid JSON request for {route.rpc}: a field has a value of the wrong type."
+            ) from None
         response, error = call(method, request)
         if error is not None:
             raise error
@@ -182,7 +198,9 @@ def _json(body: bytes) -> dict[str, Any]:
     try:
         document = json.loads(body)
     except ValueError as exc:
-        raise InvalidArgumentError(f"Request body is not valid JSON: {exc}") from exc
+        raise InvalidArgumentError(f"Request body is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise InvalidArgumentError("Request body is JSON nested too deeply.") from None
     if not isinstance(document, dict):
         raise InvalidArgumentError("Request body must be a JSON object.")
     return document
@@ -202,10 +220,16 @@ class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
 
     def _serve(self) -> None:
-        length = int(self.headers.get("Content-Length") or 0)
-        if length > MAX_BODY_BYTES:
+        raw_length = (self.headers.get("Content-Length") or "0").strip()
+        length = int(raw_length) if _LENGTH.fullmatch(raw_length) else -1
+        if length < 0:  # the body's end is unknown: answer, then close the connection
+            shown = raw_length[:40]
+            exc = InvalidArgumentError(f"Content-Length {shown!r} is not a number of bytes.")
+            status, document = 400, error_body(exc)
+            self.close_connection = True
+        elif length > MAX_BODY_BYTES:
             exc = InvalidArgumentError(f"Request body over {MAX_BODY_BYTES} bytes.")
-            status, document = 413, error_body(exc)
+            status, document = 413, error_body(exc, http_code=413)
             self.close_connection = True
         else:
             body = self.rfile.read(length) if length else b""

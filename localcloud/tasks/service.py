@@ -2,7 +2,8 @@
 
 Handlers take and return raw protobuf messages (``tasks_v2.X.pb()``) for speed.
 Errors are :class:`TasksEmulatorError` subclasses mapped to their gRPC status;
-anything unexpected becomes ``INTERNAL`` with its message, never ``UNKNOWN``.
+an undecodable request is ``INVALID_ARGUMENT``; anything unexpected becomes
+``INTERNAL`` with a generic message (the log has the exception), never ``UNKNOWN``.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import grpc
 from google.cloud import tasks_v2, tasks_v2beta3
 from google.longrunning import operations_pb2
 from google.protobuf import empty_pb2
+from google.protobuf.message import DecodeError
 
 from localcloud.tasks.convert import check_queue_name, check_task_name
 from localcloud.tasks.dispatcher import Dispatcher
@@ -39,6 +41,8 @@ TASKS_SERVICE = "google.cloud.tasks.v2.CloudTasks"
 BETA_TASKS_SERVICE = "google.cloud.tasks.v2beta3.CloudTasks"
 OPERATIONS_SERVICE = "google.longrunning.Operations"
 MAX_BATCH_REQUESTS = 100
+MAX_MESSAGE_CHARS = 2000  # an error message's length over gRPC, in characters
+INTERNAL_MESSAGE = "Internal emulator error; the emulator's log has the detail."
 
 _Task = tasks_v2.Task.pb()
 _BatchResponse = tasks_v2.BatchCreateTasksResponse.pb()
@@ -238,9 +242,9 @@ def call(method: Method, request: Any) -> tuple[Any, TasksEmulatorError | None]:
         return method.handler(request), None
     except TasksEmulatorError as exc:
         return None, exc
-    except Exception as exc:
+    except Exception:  # the log keeps the exception; the caller gets no internal detail
         log.exception("internal error in %s", getattr(method.handler, "__name__", method))
-        return None, TasksEmulatorError(f"Internal emulator error: {exc!r}")
+        return None, TasksEmulatorError(INTERNAL_MESSAGE)
 
 
 def _generic(service: str, methods: dict[str, Method], latency_s: float) -> grpc.GenericRpcHandler:
@@ -254,19 +258,42 @@ def _unary(method: Method, latency_s: float) -> grpc.RpcMethodHandler:
     ``latency_s`` seconds are slept before each call (0 for none).
     """
 
-    def handle(request: Any, context: grpc.ServicerContext) -> Any:
+    def handle(data: bytes, context: grpc.ServicerContext) -> Any:
         if latency_s > 0:
             time.sleep(latency_s)
-        response, error = call(method, request)
+        error: TasksEmulatorError | None
+        try:
+            request = method.request_cls.FromString(data)
+        except DecodeError:  # grpc's own deserializer would answer INTERNAL
+            name = method.request_cls.DESCRIPTOR.name
+            response, error = (
+                None,
+                InvalidArgumentError(
+                    f"The request is not a valid {name} message (truncated, or a string "
+                    "field that is not UTF-8)."
+                ),
+            )
+        else:
+            response, error = call(method, request)
         if error is not None:
-            context.abort(error.grpc_code, str(error))
+            context.abort(error.grpc_code, short_message(str(error)))
         return response
 
     return grpc.unary_unary_rpc_method_handler(
         handle,
-        request_deserializer=method.request_cls.FromString,
+        request_deserializer=None,  # raw bytes: decoded in handle, so that errors are ours
         response_serializer=_serialize,
     )
+
+
+def short_message(message: str) -> str:
+    """Return ``message`` cut to :data:`MAX_MESSAGE_CHARS` (it may quote a huge argument).
+
+    gRPC carries it in a trailer, whose size the client limits.
+    """
+    if len(message) <= MAX_MESSAGE_CHARS:
+        return message
+    return f"{message[:MAX_MESSAGE_CHARS]}... ({len(message)} characters in all)"
 
 
 def _serialize(message: Any) -> bytes:

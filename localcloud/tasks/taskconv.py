@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -12,8 +13,10 @@ from localcloud.tasks.convert import (
     MAX_URL_LENGTH,
     MIN_DISPATCH_DEADLINE_S,
     VIEW_FULL,
+    check_duration,
     check_queue_name,
     check_task_id,
+    check_timestamp,
     duration_s,
     new_task_id,
     retry_from_pb,
@@ -24,6 +27,7 @@ from localcloud.tasks.convert import (
 from localcloud.tasks.errors import InvalidArgumentError
 from localcloud.tasks.headers import check_headers
 from localcloud.tasks.model import HTTP_METHOD_POST, AttemptRecord, QueueConfig, TaskRecord
+from localcloud.tasks.urls import check_host, check_url_text
 
 _BODY_METHODS = frozenset({1, 4, 6})  # POST, PUT, PATCH
 _VALID_METHODS = range(1, 8)  # POST .. OPTIONS
@@ -73,11 +77,13 @@ def task_from_request(
             raise InvalidArgumentError("oidc_token.service_account_email is required.")
     schedule_s = now_s
     if task.HasField("schedule_time"):
+        check_timestamp("task.schedule_time", task.schedule_time)
         schedule_s = timestamp_s(task.schedule_time)
         if schedule_s > now_s + MAX_SCHEDULE_AHEAD_S:
             raise InvalidArgumentError("schedule_time must be at most 30 days in the future.")
     deadline_s = DEFAULT_DISPATCH_DEADLINE_S
     if task.HasField("dispatch_deadline"):
+        check_duration("task.dispatch_deadline", task.dispatch_deadline)
         deadline_s = duration_s(task.dispatch_deadline)
         if not MIN_DISPATCH_DEADLINE_S <= deadline_s <= MAX_DISPATCH_DEADLINE_S:
             raise InvalidArgumentError(
@@ -115,19 +121,25 @@ def _task_name(parent: str, name: str) -> str:
     return name
 
 
+@functools.lru_cache(maxsize=256)  # the tasks of one fan-out share their URL
 def _check_url(url: str) -> None:
+    """Raise :class:`InvalidArgumentError` unless the dispatcher can send to ``url``."""
+    field = "http_request.url"
     if not url:
-        raise InvalidArgumentError("http_request.url is required.")
+        raise InvalidArgumentError(f"{field} is required.")
     if len(url) > MAX_URL_LENGTH:
-        raise InvalidArgumentError(f"http_request.url is longer than {MAX_URL_LENGTH} characters.")
+        raise InvalidArgumentError(f"{field} is longer than {MAX_URL_LENGTH} characters.")
+    check_url_text(field, url)
     try:
         parts = urlsplit(url)
+        parts.port  # noqa: B018 -- raises ValueError for a port out of range or not a number
     except ValueError as exc:
-        raise InvalidArgumentError(f"http_request.url '{url}' is not a valid URL: {exc}") from exc
+        raise InvalidArgumentError(f"{field} '{url}' is not a valid URL: {exc}") from None
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise InvalidArgumentError(
-            f"http_request.url '{url}' must be an absolute http:// or https:// URL with a host."
+            f"{field} '{url}' must be an absolute http:// or https:// URL with a host."
         )
+    check_host(field, parts.hostname)
 
 
 def task_to_pb(task: TaskRecord, view: int, task_cls: Any) -> Any:
