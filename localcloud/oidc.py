@@ -18,7 +18,7 @@ import hashlib
 import json
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 from cryptography import x509
@@ -26,6 +26,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 from google.auth import crypt, jwt
+
+from localcloud.http_server import QuietHTTPServer
 
 DEFAULT_TOKEN_LIFETIME_S = 3600
 _CACHE_MIN_REMAINING_S = 300  # cached tokens are re-minted when this close to expiry
@@ -86,8 +88,7 @@ class _Handler(BaseHTTPRequestHandler):
         """Silence the default per-request stderr log."""
 
 
-class _IssuerHTTPServer(ThreadingHTTPServer):
-    daemon_threads = True
+class _IssuerHTTPServer(QuietHTTPServer):
     documents: dict[str, bytes]
 
 

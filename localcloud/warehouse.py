@@ -14,15 +14,15 @@ import json
 import threading
 import time
 from collections import Counter
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
+
+from localcloud.http_server import QuietHTTPServer
 
 NOTIFICATIONS_PATH = "/notifications"
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    request_queue_size = 256  # the default backlog of 5 resets connections under load
+class _Server(QuietHTTPServer):
     warehouse: WarehouseReceiver
 
 

@@ -16,10 +16,12 @@ import random
 import socket
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 import urllib3
+
+from localcloud.http_server import QuietHTTPServer
 
 FORWARD_TIMEOUT_S = 120.0  # longer than the tasks' dispatch deadline, seconds
 _HOP_BY_HOP = frozenset({"connection", "keep-alive", "transfer-encoding", "host", "content-length"})
@@ -41,7 +43,7 @@ class FaultyHttpProxy:
         self._random = random.Random(seed)
         self._lock = threading.Lock()
         self._pool = urllib3.PoolManager(maxsize=64, retries=False)
-        self._server = _QuietServer(("127.0.0.1", 0), _handler_for(self))
+        self._server = QuietHTTPServer(("127.0.0.1", 0), _handler_for(self))
         self._server.daemon_threads = True
         self.url = f"http://127.0.0.1:{self._server.server_port}"
         self._thread = threading.Thread(
@@ -81,13 +83,6 @@ class FaultyHttpProxy:
             redirect=False,
             preload_content=True,
         )
-
-
-class _QuietServer(ThreadingHTTPServer):
-    """A threading HTTP server that does not print a traceback when a client hangs up."""
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        """Ignore the error: a dispatcher that gave up on an answer is part of the chaos."""
 
 
 def _handler_for(proxy: FaultyHttpProxy) -> type[BaseHTTPRequestHandler]:

@@ -73,6 +73,10 @@ class Outcome:
         return {**asdict(self), "passed": self.passed}
 
 
+def _no_fault(stack: ChaosStack) -> None:
+    """Inject nothing: the baseline the other scenarios compare with, measured in the same run."""
+
+
 def _crash_worker(stack: ChaosStack) -> None:
     assert stack.worker is not None
     stack.worker.kill()
@@ -117,6 +121,7 @@ def _crash_fanout(stack: ChaosStack) -> None:
 SCENARIOS: dict[str, Scenario] = {
     s.name: s
     for s in (
+        Scenario("baseline", "no fault: the same run undisturbed", _no_fault, from_start=True),
         Scenario("worker-crash", "worker SIGKILLed, back 5 s later", _crash_worker),
         Scenario("dropped-answers", "10% of answers lost after the worker acted",
                  _drop_answers, from_start=True),
