@@ -32,11 +32,13 @@ def mark_queued(
     statuses: Collection[str] = (OrderStatus.PENDING.value,),
     generations: Mapping[str, int] | None = None,
     keep_status: Collection[str] = (),
+    queue_counts: Mapping[str, int] | None = None,
 ) -> list[str]:
     """Set ``status = queued`` and ``fanout.*`` on each order still in ``statuses``.
 
     ``generations`` gives the task generation stored per order id (default: left
-    as it is); orders in ``keep_status`` get only the ``fanout`` fields.
+    as it is), ``queue_counts`` the size of the queue group its tasks went to
+    (``fanout.queues``); orders in ``keep_status`` get only the ``fanout`` fields.
 
     Returns the ids of orders that kept changing for MAX_ROUNDS rounds and were
     left as they were (their tasks exist, so the next run deduplicates them).
@@ -46,7 +48,7 @@ def mark_queued(
         chunk = list(orders[start : start + BATCH_WRITE_LIMIT])
         for _ in range(MAX_ROUNDS):
             changed = _write_round(
-                client, chunk, fanout_fields, statuses, generations or {}, keep_status
+                client, chunk, fanout_fields, statuses, generations or {}, keep_status, queue_counts
             )
             if not changed:
                 break
@@ -63,6 +65,7 @@ def _write_round(
     statuses: Collection[str],
     generations: Mapping[str, int],
     keep_status: Collection[str],
+    queue_counts: Mapping[str, int] | None = None,
 ) -> list[firestore.DocumentReference]:
     """Write each snapshot's update if it is unchanged; return the refs that had changed."""
     batch = BulkWriteBatch(client)
@@ -76,6 +79,8 @@ def _write_round(
         fanout_update = dict(common)
         if snapshot.id in generations:
             fanout_update["fanout.generation"] = generations[snapshot.id]
+        if queue_counts and snapshot.id in queue_counts:
+            fanout_update["fanout.queues"] = queue_counts[snapshot.id]
         if order.get("status") in statuses and snapshot.id in keep_status:
             update = fanout_update
         elif order.get("status") in statuses:

@@ -34,6 +34,7 @@ from fanout.lease import RunLease
 from fanout.marking import mark_queued
 from fanout.paging import Page, pages
 from fanout.planning import PagePlan, plan_page
+from fanout.queue_group import QueueGroup
 from fanout.records import RunRecords, checkpoint_of
 from fanout.selection import Cursor, Selection
 from fanout.summary import RunState, RunSummary
@@ -76,6 +77,7 @@ class FanoutRunner:
         self.enqueuer = enqueuer
         self._config = config
         self.records = RunRecords(db)
+        self.group = QueueGroup(db, config.cloud)
 
     def run(
         self,
@@ -150,8 +152,9 @@ class FanoutRunner:
         """Count the orders and tasks a run over ``selection`` would create; write nothing."""
         summary = RunSummary(run_id="dry-run", trigger="dry-run", state=RunState.DRY_RUN.value)
         started = time.monotonic()
+        group = self.group.load()
         for page in pages(self.db, selection, self._config.page_size):
-            plan = plan_page(page.orders, selection, self._config.cloud, summary.run_id)
+            plan = plan_page(page.orders, selection, self._config.cloud, summary.run_id, group)
             summary.pages += 1
             summary.orders += len(page.orders)
             summary.tasks_created += len(plan.tasks)
@@ -182,12 +185,14 @@ class FanoutRunner:
         """Run one segment to the end of the orders or to its budget; record the outcome."""
         summary = segment.summary
         try:
+            self.group.load()
             out_of_time = self._run_pages(segment, on_page)
             if out_of_time:
                 state = self._continue_later(segment)
             else:
                 state = RunState.FINISHED
                 summary.message = "every selected order was handled"
+                self._adopt_group_size(segment)
         except BaseException as exc:  # Ctrl-C in the CLI too: record it, free the lease
             summary.state = RunState.FAILED.value
             summary.message = repr(exc)
@@ -207,6 +212,14 @@ class FanoutRunner:
             },
         )
         return summary
+
+    def _adopt_group_size(self, segment: _Segment) -> None:
+        """Adopt a resized queue group once a finished run makes it safe (fanout.queue_group)."""
+        earlier = segment.record.get("totals") or {}
+        failures = int(earlier.get("failed", 0)) + segment.summary.failed
+        failures += len(segment.record.get("failures") or []) + len(segment.summary.failures)
+        if self.group.adopt_after(segment.selection, failures):
+            segment.summary.message += f"; the queue group now has {self.group.in_force} queues"
 
     def _end(self, segment: _Segment, state: RunState, **extra: Any) -> None:
         """Record how the segment ended, then free the lease (unless handed over)."""
@@ -306,7 +319,13 @@ class _PageFlow:
         summary = self._segment.summary
         summary.pages += 1
         summary.orders += len(page.orders)
-        plan = plan_page(page.orders, self._segment.selection, self._runner.cloud, summary.run_id)
+        plan = plan_page(
+            page.orders,
+            self._segment.selection,
+            self._runner.cloud,
+            summary.run_id,
+            self._runner.group.in_force,
+        )
         pending = self._runner.enqueuer.submit(plan.tasks)
         self._renew_lease_if_due()
         if self._creating is not None:
@@ -340,7 +359,14 @@ class _PageFlow:
         statuses = self._segment.selection.statuses
         db = self._runner.db
         future = self._pool.submit(
-            mark_queued, db, ready, self._fields, statuses, plan.generations, plan.partial
+            mark_queued,
+            db,
+            ready,
+            self._fields,
+            statuses,
+            plan.generations,
+            plan.partial,
+            plan.queue_counts,
         )
         self._markings.append((future, page))
         summary.queued += sum(1 for s in ready if s.id not in plan.partial)

@@ -29,6 +29,7 @@ from google.cloud import tasks_v2
 from google.protobuf import duration_pb2
 
 from orders.errors import PayloadError, TaskIdError
+from orders.queue_group import queue_for_task
 from orders.settings import CloudSettings
 
 MAX_TASK_ID_CHARS = 500
@@ -141,14 +142,24 @@ def _field(data: dict[str, Any], name: str, kind: type) -> Any:
     return value
 
 
-def task_name(settings: CloudSettings, payload: TaskPayload) -> str:
-    """Return the full resource name of the task carrying ``payload``."""
+def task_name(settings: CloudSettings, payload: TaskPayload, queue_count: int = 0) -> str:
+    """Return the full resource name of the task carrying ``payload``.
+
+    The queue is the one of the group of ``queue_count`` queues (default: the
+    settings' group) that the task id maps to (:mod:`orders.queue_group`).
+    """
     short_id = task_id(payload.order_id, payload.action, payload.generation)
-    return f"{settings.queue_path}/tasks/{short_id}"
+    queue = queue_for_task(settings.queue, queue_count or settings.queue_count, short_id)
+    return f"{settings.queue_path_of(queue)}/tasks/{short_id}"
 
 
-def build_task(settings: CloudSettings, payload: TaskPayload) -> tasks_v2.Task:
+def build_task(
+    settings: CloudSettings, payload: TaskPayload, queue_count: int = 0
+) -> tasks_v2.Task:
     """Build the named HTTP task for ``payload``: JSON body, OIDC token, dispatch deadline.
+
+    ``queue_count`` is the size of the queue group the task goes to (default:
+    the settings' own, ``TASKS_QUEUE_COUNT``).
 
     Every task of one configuration differs only in its name and body, so each is
     a copy of one template with those two set, on the raw protobuf (a fan-out
@@ -156,7 +167,7 @@ def build_task(settings: CloudSettings, payload: TaskPayload) -> tasks_v2.Task:
     """
     raw = _raw_task_type()()
     raw.CopyFrom(_template(settings))
-    raw.name = task_name(settings, payload)
+    raw.name = task_name(settings, payload, queue_count)
     raw.http_request.body = payload.to_json()
     return tasks_v2.Task.wrap(raw)
 

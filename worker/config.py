@@ -12,6 +12,7 @@ from google.api_core.retry import Retry, if_exception_type
 
 from orders.auth import AuthSettings
 from orders.errors import SettingsError
+from orders.queue_group import accepted_queue_ids
 from orders.settings import CloudSettings, env_float, env_int, env_str
 
 LEASE_MARGIN_S = 30.0  # how much longer than the dispatch deadline a claim lives by default
@@ -59,6 +60,11 @@ class WorkerConfig:
                 f"WORKER_LEASE_SECONDS={self.lease_s} must exceed the dispatch deadline "
                 f"({self.cloud.dispatch_deadline_s} s), or a redelivery could run beside a live one"
             )
+
+    @property
+    def accepted_queues(self) -> frozenset[str]:
+        """The queue ids deliveries may come from: the group's queues (``TASKS_QUEUE_COUNT``)."""
+        return accepted_queue_ids(self.cloud.queue, self.cloud.queue_count)
 
     @property
     def auth_settings(self) -> AuthSettings:
