@@ -16,6 +16,7 @@ from localcloud.errors import DemoTimeoutError, LocalCloudError
 from localcloud.stack import StackOptions
 from localcloud.tasks.command import tasks_emulator
 from localcloud.up import UpOptions, run_up
+from orders.queue_group import MAX_QUEUE_COUNT
 
 # An option that reads its environment variable and shows it and its default in --help.
 _option = functools.partial(click.option, show_envvar=True, show_default=True)
@@ -62,17 +63,28 @@ main.add_command(tasks_emulator, name="tasks-emulator")
     envvar="DEMO_MAX_CONCURRENT_DISPATCHES",
     help="The queue's max_concurrent_dispatches.",
 )
+@_option(
+    "--queues",
+    type=click.IntRange(1, MAX_QUEUE_COUNT),
+    default=1,
+    envvar="DEMO_QUEUES",
+    help="Queues in the queue group (TASKS_QUEUE_COUNT); the limits above apply to each.",
+)
 @click.option(
     "--json",
     "json_output",
     is_flag=True,
     help="Print the report as one JSON object on the last line of stdout.",
 )
-def demo(orders: int, timeout_s: float, rate: float, concurrency: int, json_output: bool) -> None:
+def demo(
+    orders: int, timeout_s: float, rate: float, concurrency: int, queues: int, json_output: bool
+) -> None:
     """Start everything, fan out ORDERS orders, wait for completion, report, stop."""  # fmt: skip
     signal.signal(signal.SIGTERM, _exit_on_signal)
     signal.signal(signal.SIGHUP, _exit_on_signal)  # the terminal closed
-    stack = StackOptions(max_dispatches_per_second=rate, max_concurrent_dispatches=concurrency)
+    stack = StackOptions(
+        max_dispatches_per_second=rate, max_concurrent_dispatches=concurrency, queues=queues
+    )
     options = DemoOptions(orders=orders, timeout_s=timeout_s, json_output=json_output, stack=stack)
     try:
         report = run_demo(options)
@@ -109,11 +121,23 @@ def demo(orders: int, timeout_s: float, rate: float, concurrency: int, json_outp
     envvar="LOCALCLOUD_ORDERS",
     help="Pending orders to seed at start-up.",
 )
-def up(scheduler_file: Path, schedule: str | None, orders: int) -> None:
+@_option(
+    "--queues",
+    type=click.IntRange(1, MAX_QUEUE_COUNT),
+    default=1,
+    envvar="LOCALCLOUD_QUEUES",
+    help="Queues in the queue group (TASKS_QUEUE_COUNT).",
+)
+def up(scheduler_file: Path, schedule: str | None, orders: int, queues: int) -> None:
     """Start everything and keep it running, the Scheduler job firing on its cron, until Ctrl-C."""
     signal.signal(signal.SIGTERM, _exit_on_signal)
     signal.signal(signal.SIGHUP, _exit_on_signal)
-    options = UpOptions(scheduler_file=scheduler_file, schedule=schedule, orders=orders)
+    options = UpOptions(
+        scheduler_file=scheduler_file,
+        schedule=schedule,
+        orders=orders,
+        stack=StackOptions(queues=queues),
+    )
     try:
         run_up(options, click.echo, threading.Event())
     except LocalCloudError as exc:
