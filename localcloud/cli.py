@@ -8,6 +8,7 @@ import sys
 import threading
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 import click
 
@@ -20,6 +21,19 @@ from orders.queue_group import MAX_QUEUE_COUNT
 
 # An option that reads its environment variable and shows it and its default in --help.
 _option = functools.partial(click.option, show_envvar=True, show_default=True)
+
+
+def _queues_option(envvar: str, more_help: str = "") -> Any:
+    """Return the ``--queues`` option: the size of the queue group (``TASKS_QUEUE_COUNT``)."""
+    return _option(
+        "--queues",
+        type=click.IntRange(1, MAX_QUEUE_COUNT),
+        default=1,
+        envvar=envvar,
+        help=f"Queues in the queue group (TASKS_QUEUE_COUNT){more_help}.",
+    )
+
+
 EXIT_INCOMPLETE = 1  # the demo ran but not every order completed in time
 EXIT_SETUP = 2  # something the demo needs is missing or did not start
 EXIT_INTERRUPTED = 130  # Ctrl-C, as shells report it
@@ -63,13 +77,7 @@ main.add_command(tasks_emulator, name="tasks-emulator")
     envvar="DEMO_MAX_CONCURRENT_DISPATCHES",
     help="The queue's max_concurrent_dispatches.",
 )
-@_option(
-    "--queues",
-    type=click.IntRange(1, MAX_QUEUE_COUNT),
-    default=1,
-    envvar="DEMO_QUEUES",
-    help="Queues in the queue group (TASKS_QUEUE_COUNT); the limits above apply to each.",
-)
+@_queues_option("DEMO_QUEUES", "; the limits above apply to each")
 @click.option(
     "--json",
     "json_output",
@@ -121,13 +129,7 @@ def demo(
     envvar="LOCALCLOUD_ORDERS",
     help="Pending orders to seed at start-up.",
 )
-@_option(
-    "--queues",
-    type=click.IntRange(1, MAX_QUEUE_COUNT),
-    default=1,
-    envvar="LOCALCLOUD_QUEUES",
-    help="Queues in the queue group (TASKS_QUEUE_COUNT).",
-)
+@_queues_option("LOCALCLOUD_QUEUES")
 def up(scheduler_file: Path, schedule: str | None, orders: int, queues: int) -> None:
     """Start everything and keep it running, the Scheduler job firing on its cron, until Ctrl-C."""
     signal.signal(signal.SIGTERM, _exit_on_signal)
