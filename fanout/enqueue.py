@@ -155,7 +155,7 @@ class Enqueuer:
 
     def _parent(self, task: tasks_v2.Task) -> str:
         """Return the queue a task goes to: the one its name is in."""
-        name: str = task.name
+        name: str = tasks_v2.Task.pb(task).name  # the raw protobuf: no proto-plus lookup
         return name.rsplit("/tasks/", 1)[0] if name else self._queue_path
 
     def _oversize(self, task: tasks_v2.Task) -> CreateResult | None:

@@ -6,7 +6,7 @@ non-atomic BatchWrite call, so one failed precondition does not fail the rest.
 Orders whose precondition failed are read again (one batched read) and the
 round repeats: an order still in one of the run's selected statuses is marked,
 a finished one keeps its status and only gains the ``fanout`` record. Nothing is
-locked.
+locked. The writes are built on raw protobuf (:mod:`fanout.batch_write`).
 """
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 from google.cloud import firestore
-from google.cloud.firestore_v1.bulk_batch import BulkWriteBatch
 from google.rpc import code_pb2
 
+from fanout.batch_write import BatchWriter
 from fanout.errors import MarkingError
 from orders.schema import OrderStatus
 
@@ -33,22 +33,25 @@ def mark_queued(
     generations: Mapping[str, int] | None = None,
     keep_status: Collection[str] = (),
     queue_counts: Mapping[str, int] | None = None,
+    writer: BatchWriter | None = None,
 ) -> list[str]:
     """Set ``status = queued`` and ``fanout.*`` on each order still in ``statuses``.
 
     ``generations`` gives the task generation stored per order id (default: left
     as it is), ``queue_counts`` the size of the queue group its tasks went to
     (``fanout.queues``); orders in ``keep_status`` get only the ``fanout`` fields.
+    ``writer`` sends the writes (default: one built for ``client``'s project).
 
     Returns the ids of orders that kept changing for MAX_ROUNDS rounds and were
     left as they were (their tasks exist, so the next run deduplicates them).
     """
     given_up: list[str] = []
+    writer = writer or BatchWriter(client.project)
     for start in range(0, len(orders), BATCH_WRITE_LIMIT):
         chunk = list(orders[start : start + BATCH_WRITE_LIMIT])
         for _ in range(MAX_ROUNDS):
             changed = _write_round(
-                client, chunk, fanout_fields, statuses, generations or {}, keep_status, queue_counts
+                writer, chunk, fanout_fields, statuses, generations or {}, keep_status, queue_counts
             )
             if not changed:
                 break
@@ -59,7 +62,7 @@ def mark_queued(
 
 
 def _write_round(
-    client: firestore.Client,
+    writer: BatchWriter,
     snapshots: list[firestore.DocumentSnapshot],
     fanout_fields: dict[str, Any],
     statuses: Collection[str],
@@ -68,7 +71,7 @@ def _write_round(
     queue_counts: Mapping[str, int] | None = None,
 ) -> list[firestore.DocumentReference]:
     """Write each snapshot's update if it is unchanged; return the refs that had changed."""
-    batch = BulkWriteBatch(client)
+    request = writer.request()
     # Dotted paths: fields under ``fanout`` that this run does not set stay as they are.
     common = {f"fanout.{key}": value for key, value in fanout_fields.items()}
     written = []
@@ -89,14 +92,12 @@ def _write_round(
             update = fanout_update
         else:
             continue
-        option = client.write_option(last_update_time=snapshot.update_time)
-        batch.update(snapshot.reference, update, option=option)
+        writer.add_update(request, snapshot, update)
         written.append(snapshot)
     if not written:
         return []
-    response = batch.commit()
     changed = []
-    for snapshot, status in zip(written, response.status, strict=True):
+    for snapshot, status in zip(written, writer.write(request), strict=True):
         if status.code == code_pb2.FAILED_PRECONDITION:
             changed.append(snapshot.reference)
         elif status.code != code_pb2.OK:

@@ -26,6 +26,7 @@ from typing import Any
 from google.api_core.exceptions import GoogleAPIError
 from google.cloud import firestore, tasks_v2
 
+from fanout.batch_write import BatchWriter
 from fanout.config import FanoutConfig
 from fanout.continuation import ContinuationRequest, continuation_task, enqueue_continuation
 from fanout.enqueue import Created, Enqueuer, PendingCreation
@@ -78,6 +79,7 @@ class FanoutRunner:
         self._config = config
         self.records = RunRecords(db)
         self.group = QueueGroup(db, config.cloud)
+        self.batch_writer = BatchWriter(db.project)
 
     def run(
         self,
@@ -367,6 +369,7 @@ class _PageFlow:
             plan.generations,
             plan.partial,
             plan.queue_counts,
+            self._runner.batch_writer,
         )
         self._markings.append((future, page))
         summary.queued += sum(1 for s in ready if s.id not in plan.partial)

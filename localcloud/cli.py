@@ -6,9 +6,10 @@ import functools
 import signal
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import Any, TypeVar
 
 import click
 
@@ -22,16 +23,19 @@ from orders.queue_group import MAX_QUEUE_COUNT
 # An option that reads its environment variable and shows it and its default in --help.
 _option = functools.partial(click.option, show_envvar=True, show_default=True)
 
+_F = TypeVar("_F", bound=Callable[..., Any])
 
-def _queues_option(envvar: str, more_help: str = "") -> Any:
+
+def _queues_option(envvar: str, more_help: str = "") -> Callable[[_F], _F]:
     """Return the ``--queues`` option: the size of the queue group (``TASKS_QUEUE_COUNT``)."""
-    return _option(
+    option: Callable[[_F], _F] = _option(
         "--queues",
         type=click.IntRange(1, MAX_QUEUE_COUNT),
         default=1,
         envvar=envvar,
         help=f"Queues in the queue group (TASKS_QUEUE_COUNT){more_help}.",
     )
+    return option
 
 
 EXIT_INCOMPLETE = 1  # the demo ran but not every order completed in time

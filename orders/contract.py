@@ -42,6 +42,8 @@ _ESCAPE = re.compile(r"_([0-9a-f]{2})")
 
 def encode_order_id(order_id: str) -> str:
     """Encode any order id injectively into ``[A-Za-z0-9_]`` (see the module docstring)."""
+    if order_id.isascii() and order_id.isalnum():  # ASCII letters and digits only: as is
+        return order_id
     return "".join(chr(b) if b in _PLAIN else f"_{b:02x}" for b in order_id.encode("utf-8"))
 
 
@@ -102,15 +104,14 @@ class TaskPayload:
     run_id: str
 
     def to_json(self) -> bytes:
-        """Serialize to the JSON body sent to the worker."""
-        return json.dumps(
-            {
-                "orderId": self.order_id,
-                "action": self.action,
-                "generation": self.generation,
-                "runId": self.run_id,
-            },
-            separators=(",", ":"),
+        """Serialize to the JSON body sent to the worker.
+
+        The same bytes as ``json.dumps`` of the dict with compact separators, put
+        together from the encoded strings (a fan-out serializes millions).
+        """
+        return (
+            f'{{"orderId":{_json_string(self.order_id)},"action":{_json_string(self.action)},'
+            f'"generation":{int(self.generation)},"runId":{_json_string(self.run_id)}}}'
         ).encode()
 
     @classmethod
@@ -131,6 +132,9 @@ class TaskPayload:
         if generation < 0:
             raise PayloadError(f"field 'generation' is {generation}; it must be 0 or more")
         return cls(order_id=order_id, action=action, generation=generation, run_id=run_id)
+
+
+_json_string = json.JSONEncoder().encode  # a str as a JSON string, as json.dumps writes it
 
 
 def _field(data: dict[str, Any], name: str, kind: type) -> Any:
