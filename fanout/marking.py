@@ -76,19 +76,19 @@ def _write_round(
     common = {f"fanout.{key}": value for key, value in fanout_fields.items()}
     written = []
     for snapshot in snapshots:
-        order = snapshot.to_dict() if snapshot.exists else None
-        if order is None:
+        if not snapshot.exists:
             continue  # deleted meanwhile: nothing to mark
+        status = _read(snapshot, "status")  # two fields, not a deep copy of the whole order
         fanout_update = dict(common)
         if snapshot.id in generations:
             fanout_update["fanout.generation"] = generations[snapshot.id]
         if queue_counts and snapshot.id in queue_counts:
             fanout_update["fanout.queues"] = queue_counts[snapshot.id]
-        if order.get("status") in statuses and snapshot.id in keep_status:
+        if status in statuses and snapshot.id in keep_status:
             update = fanout_update
-        elif order.get("status") in statuses:
+        elif status in statuses:
             update = {"status": OrderStatus.QUEUED.value, **fanout_update}
-        elif "runId" not in (order.get("fanout") or {}):  # finished first: still record the run
+        elif _read(snapshot, "fanout.runId") is None:  # finished first: still record the run
             update = fanout_update
         else:
             continue
@@ -103,3 +103,11 @@ def _write_round(
         elif status.code != code_pb2.OK:
             raise MarkingError(f"marking order {snapshot.id} queued failed: {status.message}")
     return changed
+
+
+def _read(snapshot: firestore.DocumentSnapshot, field_path: str) -> Any:
+    """Return one field of the snapshot, or None when it (or a map above it) is missing."""
+    try:
+        return snapshot.get(field_path)
+    except (KeyError, ValueError):
+        return None
