@@ -43,7 +43,7 @@ class Delivery:
         accepted = (queues,) if isinstance(queues, str) else queues
         if queue_name not in accepted:
             raise ForeignQueueError(
-                f"queue {queue_name!r} is not one of this worker's queues {sorted(accepted)}"
+                f"queue {queue_name!r} is not this worker's queue: it takes {sorted(accepted)}"
             )
         task_name = headers.get("X-CloudTasks-TaskName", "").strip()
         if not task_name:
