@@ -37,10 +37,19 @@ class BatchWriter:
     ) -> None:
         """Connect to ``database`` of ``project`` (the emulator when the environment names one)."""
         self.database = f"projects/{project}/databases/{database}"
+        # A connection of its own: gRPC otherwise shares one among the process's
+        # channels with the same options (the worker's store, in one test process).
         channel, self._metadata = firestore_channel(
-            self.database, os.environ if environ is None else environ
+            self.database,
+            os.environ if environ is None else environ,
+            [("grpc.use_local_subchannel_pool", 1)],
         )
+        self._channel = channel
         self._api = FirestoreClient(transport=FirestoreGrpcTransport(channel=channel))
+
+    def close(self) -> None:
+        """Close the channel."""
+        self._channel.close()
 
     def request(self) -> Any:
         """Return an empty raw ``BatchWriteRequest`` for this database."""

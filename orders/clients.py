@@ -11,7 +11,8 @@ Credentials.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import google.auth
 import grpc
@@ -44,7 +45,9 @@ def firestore_client(settings: CloudSettings) -> firestore.Client:
 
 
 def firestore_channel(
-    database_name: str, environ: Mapping[str, str]
+    database_name: str,
+    environ: Mapping[str, str],
+    options: Sequence[tuple[str, Any]] = (),
 ) -> tuple[grpc.Channel, tuple[tuple[str, str], ...]]:
     """Return a gRPC channel to Firestore and the metadata every call on it must carry.
 
@@ -54,19 +57,21 @@ def firestore_channel(
     Otherwise it is TLS to :data:`FIRESTORE_ENDPOINT` with Application Default
     Credentials, refreshed by google-auth as they expire. Every call carries the
     ``google-cloud-resource-prefix`` of ``database_name``
-    (``projects/{p}/databases/{d}``), as the official client's do.
+    (``projects/{p}/databases/{d}``), as the official client's do. ``options`` are
+    added to the channel's gRPC options.
     """
     metadata: tuple[tuple[str, str], ...] = (("google-cloud-resource-prefix", database_name),)
     host = environ.get("FIRESTORE_EMULATOR_HOST", "").strip()
     if host:
-        channel = grpc.insecure_channel(host, options=_FIRESTORE_OPTIONS)
+        channel = grpc.insecure_channel(host, options=[*_FIRESTORE_OPTIONS, *options])
         return channel, (*metadata, ("authorization", f"Bearer {FIRESTORE_EMULATOR_TOKEN}"))
     credentials, _ = google.auth.default(scopes=FIRESTORE_SCOPES)
     channel = auth_grpc.secure_authorized_channel(
         credentials,
         auth_requests.Request(),
         FIRESTORE_ENDPOINT,
-        options=[*_FIRESTORE_OPTIONS, ("grpc.keepalive_time_ms", 30_000)],  # as the official
+        # keepalive as the official client's channel
+        options=[*_FIRESTORE_OPTIONS, ("grpc.keepalive_time_ms", 30_000), *options],
     )
     return channel, metadata
 

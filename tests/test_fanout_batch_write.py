@@ -38,6 +38,7 @@ def test_an_update_sets_nested_fields_and_server_time_under_the_read_time_precon
     writer.add_update(stale, snapshot, {"status": "failed"})  # read before the write above
     assert [s.code for s in writer.write(stale)] == [code_pb2.FAILED_PRECONDITION]
     assert ref.get().get("status") == "queued"
+    writer.close()
 
 
 def test_what_marking_cannot_write_is_refused_by_name(db: firestore.Client, project: str) -> None:
@@ -48,3 +49,4 @@ def test_what_marking_cannot_write_is_refused_by_name(db: firestore.Client, proj
         writer.add_update(writer.request(), ref.get(), {"fanout.a b": 1})
     with pytest.raises(MarkingError, match=r"'fanout\.items' holds a list"):
         writer.add_update(writer.request(), ref.get(), {"fanout.items": [1]})
+    writer.close()
