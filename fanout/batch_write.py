@@ -37,12 +37,12 @@ class BatchWriter:
     ) -> None:
         """Connect to ``database`` of ``project`` (the emulator when the environment names one)."""
         self.database = f"projects/{project}/databases/{database}"
-        # A connection of its own: gRPC otherwise shares one among the process's
-        # channels with the same options (the worker's store, in one test process).
+        # Options of its own, so gRPC does not share a connection with other channels
+        # of the same options in the process (the worker's store, in a test process).
         channel, self._metadata = firestore_channel(
             self.database,
             os.environ if environ is None else environ,
-            [("grpc.use_local_subchannel_pool", 1)],
+            [("grpc.primary_user_agent", "order-fanout-marking")],
         )
         self._channel = channel
         self._api = FirestoreClient(transport=FirestoreGrpcTransport(channel=channel))
