@@ -34,6 +34,7 @@ def peak_rss_mib(project: str, tasks_address: str) -> tuple[float, dict[str, obj
         "CLOUD_TASKS_EMULATOR_HOST": tasks_address,
         "WORKER_URL": "http://127.0.0.1:9",
         "LOG_LEVEL": "WARNING",
+        "FANOUT_RAMP_START_PER_SECOND": "0",  # memory, not the 500/50/5 pacing, is measured
     }
     command = [str(Path(sys.executable).parent / "fanout"), "backfill", "--json"]
     child = subprocess.Popen(command, env=env, stdout=subprocess.PIPE)

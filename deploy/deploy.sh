@@ -2,30 +2,39 @@
 # Deploy order-fanout to a Google Cloud project, or update a deployment; every step
 # is idempotent, so running it again converges on the same state.
 #
-#   deploy/deploy.sh --project my-project [--region us-central1] [--dry-run]
+#   deploy/deploy.sh --project my-project [--region us-central1] [--queues N] [--dry-run]
 #
+# --queues N (default TASKS_QUEUE_COUNT, else 1) deploys a queue group of N queues
+# (order-actions-00 ... N-1), each from deploy/queue.yaml; 1 is the single queue.
 # With --dry-run it prints every command it would run and calls nothing (no
 # credentials needed). The one value looked up (the project number, part of the
 # services' URLs) appears in the plan as an assignment and ${PROJECT_NUMBER}.
 set -euo pipefail
 
 usage() {
-  sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'
+  sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'
   exit "${1:-0}"
 }
 
 PROJECT="${GOOGLE_CLOUD_PROJECT:-}"
 REGION="${REGION:-us-central1}"
 DRY_RUN=false
+QUEUE_COUNT="${TASKS_QUEUE_COUNT:-1}"
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --project) PROJECT="${2:?--project needs a value}"; shift 2 ;;
     --region) REGION="${2:?--region needs a value}"; shift 2 ;;
+    --queues) QUEUE_COUNT="${2:?--queues needs a value}"; shift 2 ;;
     --dry-run) DRY_RUN=true; shift ;;
     -h|--help) usage 0 ;;
     *) echo "deploy.sh: unknown argument '$1'" >&2; usage 2 ;;
   esac
 done
+if ! [[ "$QUEUE_COUNT" =~ ^[0-9]+$ ]] || (( 10#$QUEUE_COUNT < 1 || 10#$QUEUE_COUNT > 100 )); then
+  echo "deploy.sh: --queues (TASKS_QUEUE_COUNT) is '$QUEUE_COUNT'; give a whole number from 1 to 100" >&2
+  exit 2
+fi
+QUEUE_COUNT=$((10#$QUEUE_COUNT))
 if [[ -z "$PROJECT" ]]; then
   echo "deploy.sh: say which project: --project PROJECT_ID (or GOOGLE_CLOUD_PROJECT)" >&2
   exit 2
@@ -111,8 +120,19 @@ ensure "${G[*]} artifacts repositories describe $REPOSITORY --location=$REGION" 
   "${G[*]} artifacts repositories create $REPOSITORY --location=$REGION --repository-format=docker"
 run "${G[@]}" builds submit "$ROOT" --tag="$IMAGE"
 
-echo "# 4. Queues (rate limits and retries explained in deploy/queue.yaml)"
-for pair in "$QUEUE:$HERE/queue.yaml" "$CONTINUATION_QUEUE:$HERE/continuation-queue.yaml"; do
+# The queue group's names, as orders/queue_group.py makes them.
+GROUP=()
+if (( QUEUE_COUNT == 1 )); then
+  GROUP=("$QUEUE")
+else
+  for ((i = 0; i < QUEUE_COUNT; i++)); do GROUP+=("$(printf '%s-%02d' "$QUEUE" "$i")"); done
+fi
+
+echo "# 4. Queues: the group of $QUEUE_COUNT (${GROUP[*]}), each from deploy/queue.yaml, and the continuations' queue"
+PAIRS=()
+for name in "${GROUP[@]}"; do PAIRS+=("$name:$HERE/queue.yaml"); done
+PAIRS+=("$CONTINUATION_QUEUE:$HERE/continuation-queue.yaml")
+for pair in "${PAIRS[@]}"; do
   name="${pair%%:*}" flags="${pair#*:}"
   ensure "${G[*]} tasks queues describe $name --location=$REGION" \
     "${G[*]} tasks queues create $name --location=$REGION --flags-file=$flags"
@@ -120,7 +140,7 @@ for pair in "$QUEUE:$HERE/queue.yaml" "$CONTINUATION_QUEUE:$HERE/continuation-qu
 done
 
 echo "# 5. The worker (private: only Cloud Tasks' account may call it)"
-COMMON_ENV="GOOGLE_CLOUD_PROJECT=$PROJECT,TASKS_LOCATION=$REGION,TASKS_QUEUE=$QUEUE"
+COMMON_ENV="GOOGLE_CLOUD_PROJECT=$PROJECT,TASKS_LOCATION=$REGION,TASKS_QUEUE=$QUEUE,TASKS_QUEUE_COUNT=$QUEUE_COUNT"
 COMMON_ENV="$COMMON_ENV,TASKS_INVOKER_EMAIL=$TASKS_SA,WORKER_URL=$WORKER_URL"
 run "${G[@]}" run deploy order-worker --image="$IMAGE" --region="$REGION" \
   --service-account="$WORKER_SA" --no-allow-unauthenticated --timeout=300 \
@@ -149,7 +169,8 @@ run "${G[@]}" projects add-iam-policy-binding "$PROJECT" \
 run "${G[@]}" iam service-accounts add-iam-policy-binding "$TASKS_SA" \
   --member="serviceAccount:$FANOUT_SA" --role=roles/iam.serviceAccountUser
 
-echo "# 8. Firestore indexes (from deploy/firestore.indexes.json)"
+echo "# 8. Firestore indexes (from deploy/firestore.indexes.json): the composite ones, then the"
+echo "#    single-field exemptions of fields no query uses whose values only grow (see the README)"
 python3 - "$HERE/firestore.indexes.json" <<'PY' | while IFS= read -r fields; do
 import json, sys
 for index in json.load(open(sys.argv[1]))["indexes"]:
@@ -164,6 +185,19 @@ PY
   if ! $DRY_RUN; then
     # shellcheck disable=SC2086
     "${G[@]}" firestore indexes composite create $fields --async || true
+  fi
+done
+
+python3 - "$HERE/firestore.indexes.json" <<'PY' | while IFS= read -r field; do
+import json, sys
+for override in json.load(open(sys.argv[1]))["fieldOverrides"]:
+    if override.get("indexes") == []:
+        print(f"{override['fieldPath']} --collection-group={override['collectionGroup']}")
+PY
+  printf '%s fields update %s --disable-indexes --async\n' "${G[*]} firestore indexes" "$field"
+  if ! $DRY_RUN; then
+    # shellcheck disable=SC2086
+    "${G[@]}" firestore indexes fields update $field --disable-indexes --async
   fi
 done
 

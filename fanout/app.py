@@ -24,7 +24,7 @@ from fanout.config import FanoutConfig
 from fanout.continuation import CONTINUE_PATH, ContinuationRequest
 from fanout.enqueue import Enqueuer
 from fanout.errors import FanoutError, LeaseHeldError
-from fanout.ratecap import CreationRateCap
+from fanout.ramp import build_pacer
 from fanout.run import FanoutRunner
 from orders.auth import AuthSettings, CallerVerifier, build_verifier
 from orders.clients import firestore_client, tasks_client
@@ -38,15 +38,16 @@ log = logging.getLogger(__name__)
 def build_runner(config: FanoutConfig) -> FanoutRunner:
     """Build the clients once and the runner that uses them."""
     tasks = tasks_client(config.cloud)
+    db = firestore_client(config.cloud)
     enqueuer = Enqueuer(
         tasks,
         config.cloud.queue_path,
-        config.batches_in_flight,
+        max(config.batches_in_flight, config.cloud.queue_count),  # every queue fed at once
         config.cloud.rpc_timeout_s,
-        CreationRateCap(config.max_creates_per_s),
+        build_pacer(db, config.max_creates_per_s, config.ramp_start_per_s),
         config.max_task_bytes,
     )
-    return FanoutRunner(firestore_client(config.cloud), tasks, enqueuer, config)
+    return FanoutRunner(db, tasks, enqueuer, config)
 
 
 def fanout_auth_settings(config: FanoutConfig) -> AuthSettings:

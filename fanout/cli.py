@@ -211,7 +211,7 @@ def status(run_id: str | None) -> None:
 
     try:
         config = FanoutConfig.from_env()
-        click.echo(status_report(firestore_client(config.cloud), run_id))
+        click.echo(status_report(firestore_client(config.cloud), run_id, config.cloud))
     except SettingsError as exc:
         raise click.UsageError(str(exc)) from None
     except RunNotFoundError as exc:

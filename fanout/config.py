@@ -19,7 +19,10 @@ class FanoutConfig:
 
     - ``page_size``: orders read per Firestore query.
     - ``batches_in_flight``: BatchCreateTasks calls (100 tasks each) at once.
-    - ``max_creates_per_s``: cap on task creations per second; 0 means no cap.
+    - ``max_creates_per_s``: a fixed cap on task creations per second into each
+      queue of the group; 0 means none, and the ramp paces creations instead.
+    - ``ramp_start_per_s``: creations per second each queue's 500/50/5 ramp starts
+      at (:mod:`fanout.ramp`); 0 turns the ramp off (no pacing without a cap).
     - ``max_task_bytes``: the queue's task size limit; bigger tasks fail their order.
     - ``time_budget_s``: seconds a run (or continuation) works before it checkpoints
       and hands over to a continuation; 0 means no budget. Defaults to the caller's
@@ -37,6 +40,7 @@ class FanoutConfig:
     page_size: int = 300
     batches_in_flight: int = 8
     max_creates_per_s: float = 0.0
+    ramp_start_per_s: float = 500.0
     max_task_bytes: int = 1024 * 1024
     attempt_deadline_s: float = SCHEDULER_ATTEMPT_DEADLINE_S
     time_budget_s: float = SCHEDULER_ATTEMPT_DEADLINE_S - DEADLINE_MARGIN_S
@@ -80,6 +84,9 @@ class FanoutConfig:
             page_size=env_int(env, "FANOUT_PAGE_SIZE", cls.page_size),
             batches_in_flight=env_int(env, "FANOUT_BATCHES_IN_FLIGHT", cls.batches_in_flight),
             max_creates_per_s=env_float(env, "FANOUT_MAX_CREATES_PER_SECOND", 0.0),
+            ramp_start_per_s=env_float(
+                env, "FANOUT_RAMP_START_PER_SECOND", cls.ramp_start_per_s, 0.0
+            ),
             max_task_bytes=env_int(env, "FANOUT_MAX_TASK_BYTES", cls.max_task_bytes),
             attempt_deadline_s=deadline,
             time_budget_s=budget,

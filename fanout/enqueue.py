@@ -4,7 +4,11 @@
 by a retried call that had in fact succeeded) and counts as *deduplicated*. A
 server without BatchCreateTasks (``UNIMPLEMENTED``) gets concurrent CreateTask
 calls instead. A task larger than the queue's limit is reported as failed without
-being sent, and an optional :class:`CreationRateCap` paces the creations.
+being sent, and a pacer (:mod:`fanout.ramp`) paces the creations queue by queue.
+
+Each task's name says its queue: a page's tasks are split by queue and each
+queue's share goes out in its own calls (a call creates into one queue), all of
+them in flight together, so every queue of a group is fed at once.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from google.api_core import retry as gretry
 from google.cloud import tasks_v2
 from google.rpc import code_pb2
 
+from fanout.ramp import NoPacing, Pacer, SharedCap
 from fanout.ratecap import CreationRateCap
 
 log = logging.getLogger(__name__)
@@ -78,11 +83,13 @@ class PendingCreation:
 
 
 class Enqueuer:
-    """Creates tasks in one queue with one client, built once and reused.
+    """Creates tasks in the queues their names say, with one client built once and reused.
 
     ``rpc_timeout_s`` (seconds) bounds each call; calls failing with a retryable
     status are retried with exponential backoff, which is safe because task names
     are deterministic. ``max_task_bytes`` is the queue's task size limit.
+    ``rate_cap`` paces creations: a :class:`~fanout.ramp.Pacer` per queue, or
+    one :class:`CreationRateCap` for all queues together.
     """
 
     def __init__(
@@ -91,17 +98,23 @@ class Enqueuer:
         queue_path: str,
         batches_in_flight: int,
         rpc_timeout_s: float,
-        rate_cap: CreationRateCap | None = None,
+        rate_cap: CreationRateCap | Pacer | None = None,
         max_task_bytes: int = MAX_TASK_BYTES,
     ) -> None:
-        """Use ``client`` for ``queue_path`` with up to ``batches_in_flight`` calls at once."""
+        """Use ``client`` with up to ``batches_in_flight`` calls at once.
+
+        ``queue_path`` is the queue of tasks without a name (the fanout names all
+        of its tasks).
+        """
         self._client = client
         self._queue_path = queue_path
         self._timeout_s = rpc_timeout_s
         self._retry = gretry.Retry(
             predicate=RETRYABLE, initial=0.2, maximum=5.0, timeout=rpc_timeout_s * 3
         )
-        self._rate_cap = rate_cap or CreationRateCap(0)
+        self.pacer: Pacer = (
+            SharedCap(rate_cap) if isinstance(rate_cap, CreationRateCap) else rate_cap or NoPacing()
+        )
         self._max_task_bytes = max_task_bytes
         self._pool = ThreadPoolExecutor(batches_in_flight, thread_name_prefix="enqueue")
         self._singles = ThreadPoolExecutor(
@@ -120,15 +133,30 @@ class Enqueuer:
         next page before collecting this one keeps every call slot busy.
         """
         results: list[CreateResult | None] = [self._oversize(task) for task in tasks]
-        sendable = [i for i, result in enumerate(results) if result is None]
-        chunks = [sendable[i : i + BATCH_LIMIT] for i in range(0, len(sendable), BATCH_LIMIT)]
-        calls = [self._pool.submit(self._create_chunk, [tasks[i] for i in c]) for c in chunks]
-        return PendingCreation(results, list(zip(chunks, calls, strict=True)))
+        by_queue: dict[str, list[int]] = {}
+        for i, result in enumerate(results):
+            if result is None:
+                by_queue.setdefault(self._parent(tasks[i]), []).append(i)
+        chunks = [
+            (queue, indexes[start : start + BATCH_LIMIT])
+            for queue, indexes in by_queue.items()
+            for start in range(0, len(indexes), BATCH_LIMIT)
+        ]
+        calls = [
+            (chunk, self._pool.submit(self._create_chunk, queue, [tasks[i] for i in chunk]))
+            for queue, chunk in chunks
+        ]
+        return PendingCreation(results, calls)
 
     def close(self) -> None:
         """Stop the worker threads (the client stays usable by its owner)."""
         self._pool.shutdown(wait=True)
         self._singles.shutdown(wait=True)
+
+    def _parent(self, task: tasks_v2.Task) -> str:
+        """Return the queue a task goes to: the one its name is in."""
+        name: str = tasks_v2.Task.pb(task).name  # the raw protobuf: no proto-plus lookup
+        return name.rsplit("/tasks/", 1)[0] if name else self._queue_path
 
     def _oversize(self, task: tasks_v2.Task) -> CreateResult | None:
         size = tasks_v2.Task.pb(task).ByteSize()
@@ -139,17 +167,17 @@ class Enqueuer:
             f"task is {size} bytes, over the queue's limit of {self._max_task_bytes} bytes",
         )
 
-    def _create_chunk(self, chunk: Sequence[tasks_v2.Task]) -> list[CreateResult]:
-        self._rate_cap.take(len(chunk))
+    def _create_chunk(self, queue: str, chunk: Sequence[tasks_v2.Task]) -> list[CreateResult]:
+        self.pacer.take(queue, len(chunk))
         if self._batch_supported:
             try:
-                return self._create_batch(chunk)
+                return self._create_batch(queue, chunk)
             except gexc.MethodNotImplemented:
                 log.warning("BatchCreateTasks is not implemented here; using CreateTask")
                 self._batch_supported = False
-        return list(self._singles.map(self._create_one, chunk))
+        return list(self._singles.map(lambda task: self._create_one(queue, task), chunk))
 
-    def _create_batch(self, chunk: Sequence[tasks_v2.Task]) -> list[CreateResult]:
+    def _create_batch(self, queue: str, chunk: Sequence[tasks_v2.Task]) -> list[CreateResult]:
         """Create ``chunk`` in one call; requests that failed for a passing reason go again.
 
         A request in ``failed_requests`` with a retryable code (the same codes as a
@@ -161,7 +189,7 @@ class Enqueuer:
         for round_no in range(REQUEST_RETRIES + 1):
             if round_no:
                 time.sleep(min(REQUEST_BACKOFF_S * 2 ** (round_no - 1), 5.0))
-            outcomes = self._batch_call([chunk[i] for i in todo])
+            outcomes = self._batch_call(queue, [chunk[i] for i in todo])
             retry = []
             for i, (outcome, retryable) in zip(todo, outcomes, strict=True):
                 results[i] = outcome
@@ -172,13 +200,15 @@ class Enqueuer:
             todo = retry
         return results
 
-    def _batch_call(self, tasks: Sequence[tasks_v2.Task]) -> list[tuple[CreateResult, bool]]:
-        """One BatchCreateTasks call: per task, the result and whether to send it again."""
+    def _batch_call(
+        self, queue: str, tasks: Sequence[tasks_v2.Task]
+    ) -> list[tuple[CreateResult, bool]]:
+        """One BatchCreateTasks call into ``queue``: per task, the result and whether to resend."""
         # Built on the raw protobuf: the proto-plus wrappers cost more than the call.
-        raw = tasks_v2.BatchCreateTasksRequest.pb()(parent=self._queue_path)
+        raw = tasks_v2.BatchCreateTasksRequest.pb()(parent=queue)
         for task in tasks:
             one = raw.requests.add()
-            one.parent = self._queue_path
+            one.parent = queue
             one.task.CopyFrom(tasks_v2.Task.pb(task))
         request = tasks_v2.BatchCreateTasksRequest.wrap(raw)
         try:
@@ -214,10 +244,10 @@ class Enqueuer:
                 outcomes.append((CreateResult(Created.FAILED, unknown), False))
         return outcomes
 
-    def _create_one(self, task: tasks_v2.Task) -> CreateResult:
+    def _create_one(self, queue: str, task: tasks_v2.Task) -> CreateResult:
         try:
             self._client.create_task(
-                parent=self._queue_path, task=task, retry=self._retry, timeout=self._timeout_s
+                parent=queue, task=task, retry=self._retry, timeout=self._timeout_s
             )
         except gexc.AlreadyExists:
             return _DEDUPLICATED

@@ -23,3 +23,7 @@ class RunNotFoundError(FanoutError):
 
 class LeaseLostError(FanoutError):
     """Raised when a run finds its lease taken over (it ran past its expiry); it stops."""
+
+
+class QueueGroupError(FanoutError):
+    """Raised when the stored size of the queue group in force is not a usable size."""

@@ -6,7 +6,7 @@ non-atomic BatchWrite call, so one failed precondition does not fail the rest.
 Orders whose precondition failed are read again (one batched read) and the
 round repeats: an order still in one of the run's selected statuses is marked,
 a finished one keeps its status and only gains the ``fanout`` record. Nothing is
-locked.
+locked. The writes go through the official client's ``BulkWriteBatch``.
 """
 
 from __future__ import annotations
@@ -32,11 +32,13 @@ def mark_queued(
     statuses: Collection[str] = (OrderStatus.PENDING.value,),
     generations: Mapping[str, int] | None = None,
     keep_status: Collection[str] = (),
+    queue_counts: Mapping[str, int] | None = None,
 ) -> list[str]:
     """Set ``status = queued`` and ``fanout.*`` on each order still in ``statuses``.
 
     ``generations`` gives the task generation stored per order id (default: left
-    as it is); orders in ``keep_status`` get only the ``fanout`` fields.
+    as it is), ``queue_counts`` the size of the queue group its tasks went to
+    (``fanout.queues``); orders in ``keep_status`` get only the ``fanout`` fields.
 
     Returns the ids of orders that kept changing for MAX_ROUNDS rounds and were
     left as they were (their tasks exist, so the next run deduplicates them).
@@ -46,7 +48,7 @@ def mark_queued(
         chunk = list(orders[start : start + BATCH_WRITE_LIMIT])
         for _ in range(MAX_ROUNDS):
             changed = _write_round(
-                client, chunk, fanout_fields, statuses, generations or {}, keep_status
+                client, chunk, fanout_fields, statuses, generations or {}, keep_status, queue_counts
             )
             if not changed:
                 break
@@ -63,6 +65,7 @@ def _write_round(
     statuses: Collection[str],
     generations: Mapping[str, int],
     keep_status: Collection[str],
+    queue_counts: Mapping[str, int] | None = None,
 ) -> list[firestore.DocumentReference]:
     """Write each snapshot's update if it is unchanged; return the refs that had changed."""
     batch = BulkWriteBatch(client)
@@ -70,17 +73,19 @@ def _write_round(
     common = {f"fanout.{key}": value for key, value in fanout_fields.items()}
     written = []
     for snapshot in snapshots:
-        order = snapshot.to_dict() if snapshot.exists else None
-        if order is None:
+        if not snapshot.exists:
             continue  # deleted meanwhile: nothing to mark
+        status = _read(snapshot, "status")  # two fields, not a deep copy of the whole order
         fanout_update = dict(common)
         if snapshot.id in generations:
             fanout_update["fanout.generation"] = generations[snapshot.id]
-        if order.get("status") in statuses and snapshot.id in keep_status:
+        if queue_counts and snapshot.id in queue_counts:
+            fanout_update["fanout.queues"] = queue_counts[snapshot.id]
+        if status in statuses and snapshot.id in keep_status:
             update = fanout_update
-        elif order.get("status") in statuses:
+        elif status in statuses:
             update = {"status": OrderStatus.QUEUED.value, **fanout_update}
-        elif "runId" not in (order.get("fanout") or {}):  # finished first: still record the run
+        elif _read(snapshot, "fanout.runId") is None:  # finished first: still record the run
             update = fanout_update
         else:
             continue
@@ -89,11 +94,19 @@ def _write_round(
         written.append(snapshot)
     if not written:
         return []
-    response = batch.commit()
     changed = []
+    response = batch.commit()
     for snapshot, status in zip(written, response.status, strict=True):
         if status.code == code_pb2.FAILED_PRECONDITION:
             changed.append(snapshot.reference)
         elif status.code != code_pb2.OK:
             raise MarkingError(f"marking order {snapshot.id} queued failed: {status.message}")
     return changed
+
+
+def _read(snapshot: firestore.DocumentSnapshot, field_path: str) -> Any:
+    """Return one field of the snapshot, or None when it (or a map above it) is missing."""
+    try:
+        return snapshot.get(field_path)
+    except (KeyError, ValueError):
+        return None

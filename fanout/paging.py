@@ -40,6 +40,8 @@ def pages(
         if not page:
             return
         cursor = selection.cursor_of(page[-1])
-        yield Page([s for s in page if selection.admits(s.to_dict() or {})], cursor)
+        if not selection.query_is_exact:
+            page = [s for s in page if selection.admits(s.to_dict() or {})]
+        yield Page(page, cursor)
         if len(page) < page_size:
             return

@@ -8,6 +8,7 @@ from typing import Any
 
 from google.cloud import firestore, tasks_v2
 
+from fanout.queue_group import recorded_queue_count
 from fanout.selection import Selection
 from orders.contract import TaskPayload, build_task
 from orders.errors import OrdersError
@@ -23,7 +24,8 @@ class PagePlan:
     on the order. ``partial`` holds orders with actions left undone that this run
     does not enqueue (a subset of actions was chosen, or nothing is left to do):
     they get the run's ``fanout`` record but keep their status, so a later run
-    enqueues the rest.
+    enqueues the rest. ``queue_counts`` is the size of the queue group each
+    order's tasks went to, which marking stores too.
     """
 
     tasks: list[tasks_v2.Task] = field(default_factory=list)
@@ -31,6 +33,7 @@ class PagePlan:
     broken: dict[str, str] = field(default_factory=dict)
     generations: dict[str, int] = field(default_factory=dict)
     partial: set[str] = field(default_factory=set)
+    queue_counts: dict[str, int] = field(default_factory=dict)
 
 
 def plan_page(
@@ -39,20 +42,28 @@ def plan_page(
     cloud: CloudSettings,
     run_id: str,
     headers: Mapping[str, str] | None = None,
+    queue_count: int = 0,
 ) -> PagePlan:
     """Build the page's tasks; an order whose data cannot form a task goes in ``broken``.
 
-    ``headers`` go on every task's HTTP request (the run's trace headers).
+    ``headers`` go on every task's HTTP request (the run's trace headers). Each
+    order's tasks go to the queue group of the size recorded on the order for
+    its generation, or else of ``queue_count`` (the size in force, see
+    :mod:`fanout.queue_group`; default: the settings' ``queue_count``).
     """
     plan = PagePlan()
     for snapshot in orders:
         order = snapshot.to_dict() or {}
         try:
-            generation = current_generation(order) + (1 if needs_new_names(order, selection) else 0)
+            new_names = needs_new_names(order, selection)
+            generation = current_generation(order) + (1 if new_names else 0)
+            group = recorded_queue_count(order, new_names) or queue_count or cloud.queue_count
             undone = [action for action in ACTIONS if not action_done(order, action)]
             chosen = [action for action in undone if action in selection.actions]
             tasks = [
-                build_task(cloud, TaskPayload(snapshot.id, action, generation, run_id), headers)
+                build_task(
+                    cloud, TaskPayload(snapshot.id, action, generation, run_id), headers, group
+                )
                 for action in chosen
             ]
         except (OrdersError, ValueError, TypeError, AttributeError) as exc:
@@ -61,6 +72,7 @@ def plan_page(
         if not chosen or len(chosen) < len(undone):
             plan.partial.add(snapshot.id)
         plan.generations[snapshot.id] = generation
+        plan.queue_counts[snapshot.id] = group
         plan.tasks.extend(tasks)
         plan.owners.extend([snapshot.id] * len(tasks))
     return plan

@@ -1,8 +1,7 @@
-"""An optional cap on task creations per second, for ramping up a cold queue.
+"""A cap on task creations per second: the token bucket under the pacing of :mod:`fanout.ramp`.
 
-Google's guidance for a new or idle queue is to start at no more than 500
-operations per second and grow by at most 50% every 5 minutes (the "500/50/5"
-rule); set ``FANOUT_MAX_CREATES_PER_SECOND`` to stay under it. Off (0) by default.
+The ramp sets its rate as it grows (:meth:`CreationRateCap.set_rate`); a fixed
+``FANOUT_MAX_CREATES_PER_SECOND`` keeps it at one rate.
 """
 
 from __future__ import annotations
@@ -30,6 +29,21 @@ class CreationRateCap:
         self._stamp = clock()
         self._lock = threading.Lock()
 
+    def set_rate(self, rate_per_s: float) -> None:
+        """Change the rate (creations per second); the tokens earned so far are kept."""
+        with self._lock:
+            if rate_per_s == self.rate_per_s:
+                return
+            self._refill(self._clock())
+            self.rate_per_s = rate_per_s
+            self._capacity = max(rate_per_s, 1.0)
+
+    def _refill(self, now: float) -> None:
+        """Add the tokens earned since the last stamp (called under the lock)."""
+        elapsed_s = now - self._stamp
+        self._tokens = min(self._capacity, self._tokens + elapsed_s * max(self.rate_per_s, 0.0))
+        self._stamp = now
+
     def take(self, count: int) -> None:
         """Block until ``count`` creations fit under the cap.
 
@@ -39,10 +53,7 @@ class CreationRateCap:
         if self.rate_per_s <= 0:
             return
         with self._lock:
-            now = self._clock()
-            elapsed_s = now - self._stamp
-            self._tokens = min(self._capacity, self._tokens + elapsed_s * self.rate_per_s)
-            self._stamp = now
+            self._refill(self._clock())
             self._tokens -= count
             debt = -self._tokens
         if debt > 0:

@@ -37,6 +37,7 @@ from fanout.lease import RunLease
 from fanout.marking import mark_queued
 from fanout.paging import Page, pages
 from fanout.planning import PagePlan, plan_page
+from fanout.queue_group import QueueGroup
 from fanout.records import RunRecords, checkpoint_of
 from fanout.selection import Cursor, Selection
 from fanout.stale import mark_interrupted_runs
@@ -84,6 +85,7 @@ class FanoutRunner:
         self.enqueuer = enqueuer
         self._config = config
         self.records = RunRecords(db)
+        self.group = QueueGroup(db, config.cloud)
 
     def run(
         self,
@@ -161,8 +163,11 @@ class FanoutRunner:
         """Count the orders and tasks a run over ``selection`` would create; write nothing."""
         summary = RunSummary(run_id="dry-run", trigger="dry-run", state=RunState.DRY_RUN.value)
         started = time.monotonic()
+        group = self.group.load()
         for page in pages(self.db, selection, self._config.page_size):
-            plan = plan_page(page.orders, selection, self._config.cloud, summary.run_id)
+            plan = plan_page(
+                page.orders, selection, self._config.cloud, summary.run_id, queue_count=group
+            )
             summary.pages += 1
             summary.orders += len(page.orders)
             summary.tasks_created += len(plan.tasks)
@@ -207,12 +212,14 @@ class FanoutRunner:
     def _run_traced_segment(self, segment: _Segment, on_page: PageListener | None) -> RunSummary:
         summary = segment.summary
         try:
+            self.group.load()
             out_of_time = self._run_pages(segment, on_page)
             if out_of_time:
                 state = self._continue_later(segment)
             else:
                 state = RunState.FINISHED
                 summary.message = "every selected order was handled"
+                self._adopt_group_size(segment)
         except BaseException as exc:  # Ctrl-C in the CLI too: record it, free the lease
             summary.state = RunState.FAILED.value
             summary.message = repr(exc)
@@ -232,6 +239,14 @@ class FanoutRunner:
             },
         )
         return summary
+
+    def _adopt_group_size(self, segment: _Segment) -> None:
+        """Adopt a resized queue group once a finished run makes it safe (fanout.queue_group)."""
+        earlier = segment.record.get("totals") or {}
+        failures = int(earlier.get("failed", 0)) + segment.summary.failed
+        failures += len(segment.record.get("failures") or []) + len(segment.summary.failures)
+        if self.group.adopt_after(segment.selection, failures):
+            segment.summary.message += f"; the queue group now has {self.group.in_force} queues"
 
     def _end(self, segment: _Segment, state: RunState, **extra: Any) -> None:
         """Record how the segment ended, then free the lease (unless handed over)."""
@@ -343,6 +358,7 @@ class _PageFlow:
             self._runner.cloud,
             summary.run_id,
             self._trace_headers,
+            self._runner.group.in_force,
         )
         pending = self._runner.enqueuer.submit(plan.tasks)
         self._renew_lease_if_due()
@@ -382,7 +398,14 @@ class _PageFlow:
         statuses = self._segment.selection.statuses
         db = self._runner.db
         future = self._pool.submit(
-            mark_queued, db, ready, self._fields, statuses, plan.generations, plan.partial
+            mark_queued,
+            db,
+            ready,
+            self._fields,
+            statuses,
+            plan.generations,
+            plan.partial,
+            plan.queue_counts,
         )
         summary.queued += sum(1 for s in ready if s.id not in plan.partial)
         self._markings.append((future, page, summary.counts()))

@@ -99,6 +99,11 @@ class Selection:
         query = query.select(list(READ_FIELDS))
         return query.order_by(self.order_field).order_by(FieldPath.document_id())
 
+    @property
+    def query_is_exact(self) -> bool:
+        """Tell whether :meth:`query` returns only orders :meth:`admits` (no check needed)."""
+        return not self.redrive or (self.since is None and self.until is None)
+
     def admits(self, order: dict[str, Any]) -> bool:
         """Tell whether an order read by :meth:`query` is still one to fan out.
 

@@ -1,4 +1,4 @@
-"""What ``fanout status`` shows: one run's record and the latest runs."""
+"""What ``fanout status`` shows: one run's record, the latest runs and the queue group."""
 
 from __future__ import annotations
 
@@ -6,10 +6,13 @@ from typing import Any
 
 from google.cloud import firestore
 
+from fanout.queue_group import QUEUE_GROUPS
+from fanout.ramp import ramp_states
 from fanout.records import RunRecords
 from fanout.stale import mark_interrupted_runs
 from fanout.summary import COUNTS
 from orders.schema import FANOUT_RUNS
+from orders.settings import CloudSettings
 
 LATEST_RUNS = 10
 
@@ -76,14 +79,43 @@ def format_latest(runs: list[tuple[str, dict[str, Any]]]) -> str:
     return "\n".join(rows)
 
 
-def status_report(client: firestore.Client, run_id: str | None) -> str:
-    """Return the report: the named run (raises RunNotFoundError), then the latest runs.
+def format_queues(cloud: CloudSettings, group: dict[str, Any], ramps: list[dict[str, Any]]) -> str:
+    """Return the queue group: its size, and per queue the tasks sent and the ramp's rate."""
+    in_force = group.get("size", cloud.queue_count)
+    lines = [f"queue group {cloud.queue}: {cloud.queue_count} queues configured"]
+    if in_force != cloud.queue_count:
+        lines.append(
+            f"  {in_force} queues still in force: the resize is adopted after the next run "
+            "over every pending order that finishes with no failure"
+        )
+    by_id = {ramp["queueId"]: ramp for ramp in ramps}
+    shown = list(dict.fromkeys([*cloud.queue_ids, *sorted(by_id)]))
+    lines.append(f"  {'queue':<28} {'tasks sent':>10} {'rate/s':>9}  last creation")
+    for queue_id in shown:
+        ramp = by_id.get(queue_id, {})
+        rate = ramp.get("ratePerSecond")
+        lines.append(
+            f"  {queue_id:<28} {int(ramp.get('sent', 0)):>10} "
+            f"{'-' if rate is None else f'{rate:.0f}':>9}  {ramp.get('lastCreateAt') or '-'}"
+        )
+    return "\n".join(lines)
 
+
+def status_report(
+    client: firestore.Client, run_id: str | None, cloud: CloudSettings | None = None
+) -> str:
+    """Return the report: the named run (raises RunNotFoundError), the latest runs, the queues.
+
+    The queue part shows ``cloud``'s group (default: ``CloudSettings()``); its counts
+    are the tasks the fanout sent to each queue to create (from the ramps' records).
     Runs that died without an end record are marked ``interrupted`` first.
     """
+    cloud = cloud or CloudSettings()
     mark_interrupted_runs(client)
     parts = []
     if run_id:
         parts.append(format_run(run_id, RunRecords(client).load(run_id)))
     parts.append("latest runs:\n" + format_latest(latest_runs(client)))
+    group = client.collection(QUEUE_GROUPS).document(cloud.queue).get().to_dict() or {}
+    parts.append(format_queues(cloud, group, ramp_states(client)))
     return "\n\n".join(parts)

@@ -6,8 +6,10 @@ import functools
 import signal
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
+from typing import Any, TypeVar
 
 import click
 
@@ -17,9 +19,26 @@ from localcloud.errors import DemoTimeoutError, LocalCloudError
 from localcloud.stack import StackOptions
 from localcloud.tasks.command import tasks_emulator
 from localcloud.up import UpOptions, run_up
+from orders.queue_group import MAX_QUEUE_COUNT
 
 # An option that reads its environment variable and shows it and its default in --help.
 _option = functools.partial(click.option, show_envvar=True, show_default=True)
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def _queues_option(envvar: str, more_help: str = "") -> Callable[[_F], _F]:
+    """Return the ``--queues`` option: the size of the queue group (``TASKS_QUEUE_COUNT``)."""
+    option: Callable[[_F], _F] = _option(
+        "--queues",
+        type=click.IntRange(1, MAX_QUEUE_COUNT),
+        default=1,
+        envvar=envvar,
+        help=f"Queues in the queue group (TASKS_QUEUE_COUNT){more_help}.",
+    )
+    return option
+
+
 EXIT_INCOMPLETE = 1  # the demo ran but not every order completed in time
 EXIT_SETUP = 2  # something the demo needs is missing or did not start
 EXIT_INTERRUPTED = 130  # Ctrl-C, as shells report it
@@ -64,6 +83,7 @@ main.add_command(chaos, name="chaos")
     envvar="DEMO_MAX_CONCURRENT_DISPATCHES",
     help="The queue's max_concurrent_dispatches.",
 )
+@_queues_option("DEMO_QUEUES", "; the limits above apply to each")
 @click.option(
     "--json",
     "json_output",
@@ -81,12 +101,15 @@ def demo(
     rate: float,
     concurrency: int,
     json_output: bool,
+    queues: int,
     keep_running: bool,
 ) -> None:
     """Start everything, fan out ORDERS orders, wait for completion, report, stop."""  # fmt: skip
     signal.signal(signal.SIGTERM, _exit_on_signal)
     signal.signal(signal.SIGHUP, _exit_on_signal)  # the terminal closed
-    stack = StackOptions(max_dispatches_per_second=rate, max_concurrent_dispatches=concurrency)
+    stack = StackOptions(
+        max_dispatches_per_second=rate, max_concurrent_dispatches=concurrency, queues=queues
+    )
     options = DemoOptions(
         orders=orders,
         timeout_s=timeout_s,
@@ -129,11 +152,17 @@ def demo(
     envvar="LOCALCLOUD_ORDERS",
     help="Pending orders to seed at start-up.",
 )
-def up(scheduler_file: Path, schedule: str | None, orders: int) -> None:
+@_queues_option("LOCALCLOUD_QUEUES")
+def up(scheduler_file: Path, schedule: str | None, orders: int, queues: int) -> None:
     """Start everything and keep it running, the Scheduler job firing on its cron, until Ctrl-C."""
     signal.signal(signal.SIGTERM, _exit_on_signal)
     signal.signal(signal.SIGHUP, _exit_on_signal)
-    options = UpOptions(scheduler_file=scheduler_file, schedule=schedule, orders=orders)
+    options = UpOptions(
+        scheduler_file=scheduler_file,
+        schedule=schedule,
+        orders=orders,
+        stack=StackOptions(queues=queues),
+    )
     try:
         run_up(options, click.echo, threading.Event())
     except LocalCloudError as exc:

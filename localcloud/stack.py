@@ -38,11 +38,16 @@ SCHEDULER_EMAIL = "scheduler-invoker@order-fanout-demo.iam.gserviceaccount.com"
 
 @dataclass(frozen=True)
 class StackOptions:
-    """How to run the stack: project, queue limits (dispatches per second) and workers."""
+    """How to run the stack: project, queue group size, queue limits and workers.
+
+    ``queues`` is the size of the queue group (1: the single queue ``queue``);
+    the rate limits (dispatches per second) apply to each queue of the group.
+    """
 
     project: str = field(default_factory=lambda: f"order-fanout-demo-{uuid.uuid4().hex[:8]}")
     location: str = "us-central1"
     queue: str = "order-actions"
+    queues: int = 1
     max_dispatches_per_second: float = 500.0
     max_concurrent_dispatches: int = 100
     gunicorn_workers: int = 2
@@ -79,6 +84,7 @@ class LocalStack:
             queue=self.options.queue,
             worker_url=self.worker_url,
             tasks_emulator_host=self.tasks_address,
+            queue_count=self.options.queues,
         )
 
     @property
@@ -147,6 +153,7 @@ class LocalStack:
             "GOOGLE_CLOUD_PROJECT": cloud.project,
             "TASKS_LOCATION": cloud.location,
             "TASKS_QUEUE": cloud.queue,
+            "TASKS_QUEUE_COUNT": str(cloud.queue_count),
             "WORKER_URL": cloud.worker_url,
             "FIRESTORE_EMULATOR_HOST": self.firestore_host,
             "CLOUD_TASKS_EMULATOR_HOST": cloud.tasks_emulator_host,
@@ -194,22 +201,27 @@ class LocalStack:
         return base_url
 
     def _create_queue(self) -> None:
-        """Create the queue the fanout enqueues into, with the stack's rate limits."""
+        """Create the queues the fanout enqueues into (the group), with the stack's limits."""
         cloud = self.cloud
         client = tasks_client(cloud)
-        client.create_queue(
-            parent=f"projects/{cloud.project}/locations/{cloud.location}",
-            queue=tasks_v2.Queue(
-                name=cloud.queue_path,
-                rate_limits=tasks_v2.RateLimits(
-                    max_dispatches_per_second=self.options.max_dispatches_per_second,
-                    max_concurrent_dispatches=self.options.max_concurrent_dispatches,
-                ),
-                retry_config=tasks_v2.RetryConfig(
-                    max_attempts=QUEUE_MAX_ATTEMPTS,
-                    min_backoff=duration_pb2.Duration(nanos=100_000_000),
-                    max_backoff=duration_pb2.Duration(seconds=10),
-                ),
+        for queue_id in cloud.queue_ids:
+            client.create_queue(
+                parent=f"projects/{cloud.project}/locations/{cloud.location}",
+                queue=self._queue(cloud.queue_path_of(queue_id)),
+            )
+
+    def _queue(self, name: str) -> tasks_v2.Queue:
+        """Return the queue ``name`` with the stack's rate limits and retries."""
+        return tasks_v2.Queue(
+            name=name,
+            rate_limits=tasks_v2.RateLimits(
+                max_dispatches_per_second=self.options.max_dispatches_per_second,
+                max_concurrent_dispatches=self.options.max_concurrent_dispatches,
+            ),
+            retry_config=tasks_v2.RetryConfig(
+                max_attempts=QUEUE_MAX_ATTEMPTS,
+                min_backoff=duration_pb2.Duration(nanos=100_000_000),
+                max_backoff=duration_pb2.Duration(seconds=10),
             ),
         )
 

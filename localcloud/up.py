@@ -75,6 +75,7 @@ def describe(stack: LocalStack, job: SchedulerJob, seeded: int) -> str:
         f"  project              {cloud.project}",
         f"  Firestore emulator   {stack.firestore_host}",
         f"  Cloud Tasks emulator {stack.tasks.address} (gRPC)  {stack.tasks.rest_url} (REST)",
+        f"  queues               {', '.join(cloud.queue_ids)}",
         f"  worker               {stack.worker_url}",
         f"  fanout               {stack.fanout_url}",
         f"  scheduler            {job.http_method} {job.uri} on '{job.schedule}' "

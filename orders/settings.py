@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from orders.errors import SettingsError
+from orders.queue_group import MAX_QUEUE_COUNT, queue_ids
 
 DEFAULT_PROJECT = "order-fanout-local"
 N = TypeVar("N", int, float)
@@ -56,6 +57,7 @@ class CloudSettings:
     ``dispatch_deadline_s`` (seconds) is how long Cloud Tasks waits for the worker
     before abandoning and retrying a delivery; keep it below the worker's own
     request timeout. ``rpc_timeout_s`` (seconds) bounds each Cloud Tasks API call.
+    ``queue_count`` is the size of the queue group (:mod:`orders.queue_group`).
     """
 
     project: str = DEFAULT_PROJECT
@@ -66,11 +68,21 @@ class CloudSettings:
     dispatch_deadline_s: float = 60.0
     rpc_timeout_s: float = 30.0
     tasks_emulator_host: str = ""
+    queue_count: int = 1
 
     @property
     def queue_path(self) -> str:
-        """The queue's full resource name."""
-        return f"projects/{self.project}/locations/{self.location}/queues/{self.queue}"
+        """The full resource name of the queue named ``TASKS_QUEUE``."""
+        return self.queue_path_of(self.queue)
+
+    @property
+    def queue_ids(self) -> tuple[str, ...]:
+        """The ids of the queues of the group (just ``queue`` when ``queue_count`` is 1)."""
+        return queue_ids(self.queue, self.queue_count)
+
+    def queue_path_of(self, queue_id: str) -> str:
+        """Return the full resource name of the queue ``queue_id`` in this location."""
+        return f"projects/{self.project}/locations/{self.location}/queues/{queue_id}"
 
     @property
     def task_url(self) -> str:
@@ -101,4 +113,14 @@ class CloudSettings:
             dispatch_deadline_s=deadline,
             rpc_timeout_s=env_float(env, "TASKS_RPC_TIMEOUT_SECONDS", cls.rpc_timeout_s, 1.0),
             tasks_emulator_host=env_str(env, "CLOUD_TASKS_EMULATOR_HOST", ""),
+            queue_count=_queue_count(env),
         )
+
+
+def _queue_count(environ: Mapping[str, str]) -> int:
+    count = env_int(environ, "TASKS_QUEUE_COUNT", 1)
+    if count > MAX_QUEUE_COUNT:
+        raise SettingsError(
+            f"TASKS_QUEUE_COUNT={count} is over {MAX_QUEUE_COUNT}, the most queues one group has"
+        )
+    return count

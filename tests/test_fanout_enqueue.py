@@ -122,8 +122,9 @@ def test_unavailable_calls_are_retried_and_per_request_failures_are_reported(
         results = enqueuer_via(cloud, address).enqueue(tasks)
     finally:
         server.stop(None)
-    assert proxy.calls["BatchCreateTasks"] == 2 + 2  # two refused, then two batches
-    assert results[7].outcome is Created.FAILED and "INVALID_ARGUMENT" in results[7].reason
+    # Two refused, then two batches into order-actions and one into the queue task 7 names.
+    assert proxy.calls["BatchCreateTasks"] == 2 + 3
+    assert results[7].outcome is Created.FAILED and "elsewhere" in results[7].reason
     # Batches run concurrently: whichever came second found the name taken.
     assert {results[3].outcome, results[120].outcome} == {Created.CREATED, Created.DEDUPLICATED}
     assert Counter(r.outcome for r in results)[Created.CREATED] == 148

@@ -77,7 +77,7 @@ def create_app(config: WorkerConfig | None = None) -> Flask:
     def tasks() -> Answer:
         try:
             caller = _verify(verifier)
-            delivery = Delivery.from_headers(request.headers, config.cloud.queue)
+            delivery = Delivery.from_headers(request.headers, config.accepted_queues)
         except AuthError as exc:
             return _refuse(exc.http_status, exc)
         except ForeignQueueError as exc:

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 from orders.auth import AuthSettings
 from orders.errors import SettingsError
+from orders.queue_group import accepted_queue_ids
 from orders.settings import CloudSettings, env_float, env_int, env_str
 
 DEFAULT_LEASE_S = 10.0  # how long a claim lives after its last renewal, seconds
@@ -58,6 +59,11 @@ class WorkerConfig:
                 f"WORKER_HEARTBEAT_SECONDS={self.heartbeat_s} must be positive and shorter than "
                 f"WORKER_LEASE_SECONDS={self.lease_s}, or a live delivery would lose its claim"
             )
+
+    @property
+    def accepted_queues(self) -> frozenset[str]:
+        """The queue ids deliveries may come from: the group's queues (``TASKS_QUEUE_COUNT``)."""
+        return accepted_queue_ids(self.cloud.queue, self.cloud.queue_count)
 
     @property
     def auth_settings(self) -> AuthSettings:

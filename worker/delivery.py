@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -33,15 +34,18 @@ class Delivery:
     retry_reason: str = ""
 
     @classmethod
-    def from_headers(cls, headers: Headers, queue: str) -> Delivery:
-        """Parse the headers; refuse a delivery that is not from ``queue`` (the queue's id)."""
+    def from_headers(cls, headers: Headers, queues: str | Collection[str]) -> Delivery:
+        """Parse the headers; refuse a delivery that is not from one of ``queues`` (queue ids)."""
         queue_name = headers.get("X-CloudTasks-QueueName", "").strip()
         if not queue_name:
             raise ForeignQueueError(
                 "no X-CloudTasks-QueueName header: the request does not come from Cloud Tasks"
             )
-        if queue_name != queue:
-            raise ForeignQueueError(f"queue {queue_name!r} is not this worker's queue {queue!r}")
+        accepted = (queues,) if isinstance(queues, str) else queues
+        if queue_name not in accepted:
+            raise ForeignQueueError(
+                f"queue {queue_name!r} is not this worker's queue: it takes {sorted(accepted)}"
+            )
         task_name = headers.get("X-CloudTasks-TaskName", "").strip()
         if not task_name:
             raise BadDeliveryError("the X-CloudTasks-TaskName header is missing")
