@@ -28,8 +28,8 @@ from fanout.ramp import build_pacer
 from fanout.run import FanoutRunner
 from orders.auth import AuthSettings, CallerVerifier, build_verifier
 from orders.clients import firestore_client, tasks_client
-from orders.collector import settle_heap
 from orders.errors import AuthError, SettingsError
+from orders.gc_tuning import settle_heap
 from orders.logs import TraceMiddleware, configure_logging
 
 log = logging.getLogger(__name__)

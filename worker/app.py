@@ -34,9 +34,9 @@ from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from orders.auth import CallerVerifier, build_verifier
 from orders.clients import firestore_client
-from orders.collector import settle_heap
 from orders.contract import TaskPayload
 from orders.errors import AuthError, PayloadError
+from orders.gc_tuning import settle_heap
 from orders.logs import TraceMiddleware, configure_logging
 from worker.config import WorkerConfig
 from worker.delivery import Delivery

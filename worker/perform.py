@@ -63,7 +63,7 @@ from worker.errors import ClaimHeldError, PermanentTaskError, TransientTaskError
 from worker.heartbeat import Heartbeats
 from worker.ledger import Claim, Ledger, LedgerState, Settled, Standing
 from worker.outbox import Outbox
-from worker.serialize import StripedLocks
+from worker.sku_locks import StripedLocks
 from worker.store import SERVER_TIMESTAMP, Doc, DocRef, Increment, Store, integer_result
 
 log = logging.getLogger(__name__)

@@ -10,11 +10,11 @@ from types import FrameType
 import click
 
 from localcloud.tasks.config import load_queues
-from localcloud.tasks.convert import DEFAULT_MAX_TASK_BYTES
 from localcloud.tasks.dispatcher import DEFAULT_DISPATCH_THREADS
 from localcloud.tasks.server import TasksEmulator
 from localcloud.tasks.sqlstore import MEMORY
 from localcloud.tasks.store import DEFAULT_RESERVATION_S
+from localcloud.tasks.task_conversion import DEFAULT_MAX_TASK_BYTES
 
 DEFAULT_PORT = 8123
 DEFAULT_REST_PORT = 8124

@@ -26,9 +26,9 @@ from typing import Any
 import yaml
 from google.protobuf import json_format
 
-from localcloud.tasks.convert import queue_from_pb
 from localcloud.tasks.errors import TasksEmulatorError
 from localcloud.tasks.model import QueueConfig
+from localcloud.tasks.queue_conversion import queue_from_pb
 from localcloud.tasks.queues import Queue
 
 DEFAULT_PROJECT = "order-fanout-local"

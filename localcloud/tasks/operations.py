@@ -11,8 +11,8 @@ from google.longrunning import operations_pb2
 from google.protobuf import any_pb2
 from google.rpc import status_pb2
 
-from localcloud.tasks.convert import set_timestamp
 from localcloud.tasks.errors import TasksEmulatorError
+from localcloud.tasks.proto_time import set_timestamp
 from localcloud.tasks.store import TaskStore
 
 DEFAULT_OPERATIONS_KEPT = 5000

@@ -16,17 +16,13 @@ from typing import Any
 from google.cloud import tasks_v2, tasks_v2beta3
 from google.protobuf import empty_pb2, field_mask_pb2, json_format
 
-from localcloud.tasks.convert import (
-    check_location,
-    check_queue_name,
-    queue_from_pb,
-    queue_to_pb,
-    set_timestamp,
-)
 from localcloud.tasks.dispatcher import Dispatcher
 from localcloud.tasks.errors import InvalidArgumentError, QueueNotFoundError
 from localcloud.tasks.model import QUEUE_STATE_PAUSED, QUEUE_STATE_RUNNING, QueueConfig
 from localcloud.tasks.paging import decode_page_token, encode_page_token, page_size
+from localcloud.tasks.proto_time import set_timestamp
+from localcloud.tasks.queue_conversion import queue_from_pb, queue_to_pb
+from localcloud.tasks.resource_names import check_location, check_queue_name
 from localcloud.tasks.store import TaskStore
 
 Queue = tasks_v2.Queue.pb()

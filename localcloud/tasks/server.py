@@ -9,16 +9,15 @@ from pathlib import Path
 import grpc
 
 from localcloud.oidc import LocalIssuer
-from localcloud.tasks.convert import DEFAULT_MAX_TASK_BYTES
 from localcloud.tasks.dispatcher import DEFAULT_DISPATCH_THREADS, STOP_TIMEOUT_S, Dispatcher
 from localcloud.tasks.errors import EmulatorStartError, EmulatorStateError
 from localcloud.tasks.issuer_state import ANY_PORT, start_kept_issuer
-from localcloud.tasks.memstore import MemoryTaskStore
 from localcloud.tasks.model import QueueConfig
 from localcloud.tasks.rest import RestApi, RestServer
 from localcloud.tasks.service import CloudTasksService
-from localcloud.tasks.sqlstore import SqliteTaskStore
+from localcloud.tasks.sqlstore import MEMORY, SqliteTaskStore
 from localcloud.tasks.store import DEFAULT_RESERVATION_S, TaskStore
+from localcloud.tasks.task_conversion import DEFAULT_MAX_TASK_BYTES
 
 DEFAULT_GRPC_THREADS = 32
 MAX_MESSAGE_BYTES = 256 * 1024 * 1024  # a full batch of 100 tasks of 1 MiB fits
@@ -32,10 +31,10 @@ class TasksEmulator:
     ``reservation_s`` is how long, in seconds, a finished or deleted task's name
     stays reserved. ``dispatch_threads`` caps the HTTP threads per queue.
     ``max_task_bytes`` is the task size limit in bytes. ``store`` defaults to a
-    :class:`SqliteTaskStore` in the file ``db_path``, or to a fresh in-memory
-    :class:`MemoryTaskStore` without one. ``rpc_latency_s`` is a delay in seconds
-    added to every gRPC call, to simulate network round-trips in benchmarks
-    (0 = none). ``queues`` are created, or updated to these settings, at start.
+    :class:`SqliteTaskStore` in the file ``db_path``, or in memory (``:memory:``)
+    without one. ``rpc_latency_s`` is a delay in seconds added to every gRPC
+    call, to simulate network round-trips in benchmarks (0 = none). ``queues``
+    are created, or updated to these settings, at start.
     ``rest_port`` serves the v2 REST surface beside gRPC (0 = a free port, None =
     no REST); its base URL is :attr:`rest_url`. An issuer of the emulator's own
     keeps its signing key, and its port, in the store
@@ -68,11 +67,7 @@ class TasksEmulator:
         self.dispatch_threads = dispatch_threads
         self.max_task_bytes = max_task_bytes
         if store is None:
-            store = (
-                MemoryTaskStore(reservation_s)
-                if db_path is None
-                else SqliteTaskStore(db_path, reservation_s)
-            )
+            store = SqliteTaskStore(MEMORY if db_path is None else db_path, reservation_s)
         self.store: TaskStore = store
         self.queues = list(queues)
         self.rest_port = rest_port

@@ -21,7 +21,6 @@ from google.longrunning import operations_pb2
 from google.protobuf import empty_pb2
 from google.protobuf.message import DecodeError
 
-from localcloud.tasks.convert import check_queue_name, check_task_name
 from localcloud.tasks.dispatcher import Dispatcher
 from localcloud.tasks.errors import (
     InvalidArgumentError,
@@ -32,8 +31,9 @@ from localcloud.tasks.model import TaskRecord
 from localcloud.tasks.operations import OperationLog, batch_operation
 from localcloud.tasks.paging import decode_page_token, encode_page_token, page_size
 from localcloud.tasks.queues import BetaQueue, Queue, QueueService
+from localcloud.tasks.resource_names import check_queue_name, check_task_name
 from localcloud.tasks.store import TaskStore
-from localcloud.tasks.taskconv import task_from_request, task_to_pb
+from localcloud.tasks.task_conversion import task_from_request, task_to_pb
 
 log = logging.getLogger(__name__)
 

@@ -10,7 +10,7 @@ from typing import Any
 from orders.contract import TaskPayload
 from worker.errors import PermanentTaskError
 from worker.outbox import Outbox
-from worker.serialize import StripedLocks
+from worker.sku_locks import StripedLocks
 from worker.store import Store, Writes
 
 

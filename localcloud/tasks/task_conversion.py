@@ -6,31 +6,32 @@ import functools
 from typing import Any
 from urllib.parse import urlsplit
 
-from localcloud.tasks.convert import (
-    DEFAULT_DISPATCH_DEADLINE_S,
-    MAX_DISPATCH_DEADLINE_S,
-    MAX_SCHEDULE_AHEAD_S,
-    MAX_URL_LENGTH,
-    MIN_DISPATCH_DEADLINE_S,
-    VIEW_FULL,
+from localcloud.tasks.errors import InvalidArgumentError
+from localcloud.tasks.headers import check_headers
+from localcloud.tasks.model import HTTP_METHOD_POST, AttemptRecord, QueueConfig, TaskRecord
+from localcloud.tasks.proto_time import (
     check_duration,
-    check_queue_name,
-    check_task_id,
     check_timestamp,
     duration_s,
-    new_task_id,
-    retry_from_pb,
     set_duration,
     set_timestamp,
     timestamp_s,
 )
-from localcloud.tasks.errors import InvalidArgumentError
-from localcloud.tasks.headers import check_headers
-from localcloud.tasks.model import HTTP_METHOD_POST, AttemptRecord, QueueConfig, TaskRecord
+from localcloud.tasks.queue_conversion import retry_from_pb
+from localcloud.tasks.resource_names import check_queue_name, check_task_id, new_task_id
 from localcloud.tasks.urls import check_host, check_url_text
 
 _BODY_METHODS = frozenset({1, 4, 6})  # POST, PUT, PATCH
 _VALID_METHODS = range(1, 8)  # POST .. OPTIONS
+
+MAX_URL_LENGTH = 2083
+DEFAULT_MAX_TASK_BYTES = 1024 * 1024  # 1 MiB, the quotas page's task size limit
+DEFAULT_DISPATCH_DEADLINE_S = 600.0
+MIN_DISPATCH_DEADLINE_S = 15.0
+MAX_DISPATCH_DEADLINE_S = 1800.0
+MAX_SCHEDULE_AHEAD_S = 30 * 24 * 3600.0
+VIEW_BASIC = 1
+VIEW_FULL = 2
 
 
 def task_from_request(

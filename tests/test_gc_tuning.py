@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from orders.collector import YOUNG_THRESHOLD, settle_heap
+from orders.gc_tuning import YOUNG_THRESHOLD, settle_heap
 
 
 @pytest.fixture

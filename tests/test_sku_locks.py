@@ -7,7 +7,7 @@ import contextlib
 import pytest
 
 from worker.errors import TransientTaskError
-from worker.serialize import StripedLocks
+from worker.sku_locks import StripedLocks
 
 
 def test_a_held_key_makes_a_second_holder_wait_then_give_up_with_a_transient_error() -> None:
