@@ -26,7 +26,7 @@ from google.cloud.firestore_v1.bulk_batch import BulkWriteBatch
 from bench.common import quiet_queue, rate, report, seed, tasks_emulator, timed
 from fanout.app import build_runner
 from fanout.config import FanoutConfig
-from fanout.run import MARKINGS_IN_FLIGHT
+from fanout.page_flow import MARKINGS_IN_FLIGHT
 from fanout.selection import Selection
 from fanout.summary import RunSummary
 from localcloud.firestore_emulator import emulator_host

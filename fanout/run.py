@@ -1,13 +1,9 @@
 """Fan-out runs: page the selected orders, create their tasks, mark them queued.
 
-Reading the next page overlaps creating the current page's tasks, and marking
-pages ``queued`` overlaps the next pages' creation; at most one page is read
-ahead, two are being created and MARKINGS_IN_FLIGHT are being marked, so memory
-stays flat whatever the backlog.
+The pages of a segment go through the pipeline of :mod:`fanout.page_flow`
+(read ahead, created, marked, progress recorded).
 
-A run holds the single-flight lease (:mod:`fanout.lease`) and records its
-progress (counts and the cursor checkpoint) whenever a page has been marked, and
-at least every PROGRESS_INTERVAL_S while pages are being created; taking the lease, it
+A run holds the single-flight lease (:mod:`fanout.lease`); taking the lease, it
 marks runs that died without an end record ``interrupted`` (:mod:`fanout.stale`).
 When it nears its time budget it stops between pages, hands the lease to its
 next segment and enqueues a continuation task (:mod:`fanout.continuation`),
@@ -20,10 +16,7 @@ import datetime as dt
 import logging
 import time
 import uuid
-from collections import deque
-from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from google.api_core.exceptions import GoogleAPIError
@@ -31,15 +24,15 @@ from google.cloud import firestore, tasks_v2
 
 from fanout.config import FanoutConfig
 from fanout.continuation import ContinuationRequest, continuation_task, enqueue_continuation
-from fanout.enqueue import Created, Enqueuer, PendingCreation
+from fanout.enqueue import Enqueuer
 from fanout.errors import FanoutError, LeaseHeldError
 from fanout.lease import RunLease
-from fanout.marking import mark_queued
-from fanout.paging import Page, pages
-from fanout.planning import PagePlan, plan_page
+from fanout.page_flow import MARKINGS_IN_FLIGHT, PageFlow, PageListener, Segment, read_ahead
+from fanout.paging import pages
+from fanout.planning import plan_page
 from fanout.queue_group import QueueGroup
 from fanout.records import RunRecords, checkpoint_of
-from fanout.selection import Cursor, Selection
+from fanout.selection import Selection
 from fanout.stale import mark_interrupted_runs
 from fanout.summary import RunState, RunSummary
 from orders.logs import TraceContext, bound_trace, current_trace
@@ -47,26 +40,8 @@ from orders.settings import CloudSettings
 
 log = logging.getLogger(__name__)
 
-PageListener = Callable[[RunSummary], None]
-MARKINGS_IN_FLIGHT = 8  # pages being marked queued at once
-PROGRESS_INTERVAL_S = 1.0  # a running segment writes its progress about this often, seconds
 BUDGET_PAGES = 2.0  # stop when fewer than this many of the slowest page fit in the budget
 FINISHED_STATES = (RunState.FINISHED.value, RunState.SKIPPED.value)  # failed runs resume
-
-
-@dataclass
-class _Segment:
-    """One segment in progress: its summary, the run record as it was, its lease."""
-
-    summary: RunSummary
-    selection: Selection
-    record: dict[str, Any]
-    lease: RunLease | None
-    checkpoint: Cursor | None
-    started: float
-    budget_s: float
-    trace: TraceContext  # every task of the run carries it; its logs are under it
-    checkpoint_counts: dict[str, int] | None = None  # this segment's counts at the checkpoint
 
 
 class FanoutRunner:
@@ -113,7 +88,7 @@ class FanoutRunner:
         except BaseException:
             lease.release()
             raise
-        segment = _Segment(
+        segment = Segment(
             summary, selection, {}, lease, None, time.monotonic(), self._budget(budget_s), trace
         )
         return self._run_segment(segment, on_page)
@@ -143,7 +118,7 @@ class FanoutRunner:
             return summary
         lease = RunLease(self.db, run_id, self._config.lease_s)
         lease.acquire(number)
-        segment = _Segment(
+        segment = Segment(
             summary,
             Selection.from_record(record.get("selection") or {}),
             record,
@@ -201,7 +176,7 @@ class FanoutRunner:
         log.warning("fan-out skipped: %s", reason, extra={"runId": summary.run_id})
         return summary
 
-    def _run_segment(self, segment: _Segment, on_page: PageListener | None) -> RunSummary:
+    def _run_segment(self, segment: Segment, on_page: PageListener | None) -> RunSummary:
         """Run one segment to the end of the orders or to its budget; record the outcome.
 
         Its log records are under the run's trace, whichever request started it.
@@ -209,7 +184,7 @@ class FanoutRunner:
         with bound_trace(segment.trace, self._config.cloud.project):
             return self._run_traced_segment(segment, on_page)
 
-    def _run_traced_segment(self, segment: _Segment, on_page: PageListener | None) -> RunSummary:
+    def _run_traced_segment(self, segment: Segment, on_page: PageListener | None) -> RunSummary:
         summary = segment.summary
         try:
             self.group.load()
@@ -240,7 +215,7 @@ class FanoutRunner:
         )
         return summary
 
-    def _adopt_group_size(self, segment: _Segment) -> None:
+    def _adopt_group_size(self, segment: Segment) -> None:
         """Adopt a resized queue group once a finished run makes it safe (fanout.queue_group)."""
         earlier = segment.record.get("totals") or {}
         failures = int(earlier.get("failed", 0)) + segment.summary.failed
@@ -248,7 +223,7 @@ class FanoutRunner:
         if self.group.adopt_after(segment.selection, failures):
             segment.summary.message += f"; the queue group now has {self.group.in_force} queues"
 
-    def _end(self, segment: _Segment, state: RunState, **extra: Any) -> None:
+    def _end(self, segment: Segment, state: RunState, **extra: Any) -> None:
         """Record how the segment ended, then free the lease (unless handed over)."""
         summary = segment.summary
         summary.state = state.value
@@ -271,7 +246,7 @@ class FanoutRunner:
             if segment.lease is not None and state is not RunState.CONTINUING:
                 segment.lease.release()
 
-    def _continue_later(self, segment: _Segment) -> RunState:
+    def _continue_later(self, segment: Segment) -> RunState:
         """Hand over to the next segment: a continuation task, or a plain stop.
 
         The record says ``continuing`` before the continuation exists, so the next
@@ -296,7 +271,7 @@ class FanoutRunner:
             return RunState.STOPPED
         return RunState.CONTINUING
 
-    def _run_pages(self, segment: _Segment, on_page: PageListener | None) -> bool:
+    def _run_pages(self, segment: Segment, on_page: PageListener | None) -> bool:
         """Page, create and mark, overlapping the three; True when stopped by the budget.
 
         While page N's tasks are being created, page N+1 is read (read-ahead) and
@@ -305,11 +280,11 @@ class FanoutRunner:
         """
         slowest_s = 0.0
         with ThreadPoolExecutor(1 + MARKINGS_IN_FLIGHT, thread_name_prefix="fanout-run") as pool:
-            flow = _PageFlow(self, segment, pool, on_page)
+            flow = PageFlow(self, segment, pool, on_page)
             source = pages(self.db, segment.selection, self._config.page_size, segment.checkpoint)
             out_of_time = False
             page_started = time.monotonic()
-            for page in _read_ahead(pool, source):  # the time per page includes waiting for it
+            for page in read_ahead(pool, source):  # the time per page includes waiting for it
                 if self._out_of_time(segment, slowest_s):
                     out_of_time = True
                     break
@@ -320,146 +295,12 @@ class FanoutRunner:
             flow.drain()
             return out_of_time
 
-    def _out_of_time(self, segment: _Segment, slowest_page_s: float) -> bool:
+    def _out_of_time(self, segment: Segment, slowest_page_s: float) -> bool:
         """Tell whether the next page may not fit the budget (never before one page is done)."""
         if segment.budget_s <= 0 or segment.summary.pages == 0:
             return False
         left_s = segment.budget_s - (time.monotonic() - segment.started)
         return left_s < BUDGET_PAGES * slowest_page_s
-
-
-class _PageFlow:
-    """The pipeline of one segment: creations collected one page late, marking behind them."""
-
-    def __init__(
-        self,
-        runner: FanoutRunner,
-        segment: _Segment,
-        pool: ThreadPoolExecutor,
-        on_page: PageListener | None,
-    ) -> None:
-        self._runner = runner
-        self._segment = segment
-        self._pool = pool
-        self._on_page = on_page
-        self._trace_headers = segment.trace.headers()
-        self._fields = {"runId": segment.summary.run_id, "queuedAt": firestore.SERVER_TIMESTAMP}
-        self._creating: tuple[Page, PagePlan, PendingCreation] | None = None
-        self._markings: deque[tuple[Future[list[str]], Page, dict[str, int]]] = deque()
-        self._renewed_at = time.monotonic()
-        self._recorded_at = time.monotonic()
-
-    def create(self, page: Page) -> None:
-        """Start creating ``page``'s tasks, then collect the previous page's creations."""
-        summary = self._segment.summary
-        plan = plan_page(
-            page.orders,
-            self._segment.selection,
-            self._runner.cloud,
-            summary.run_id,
-            self._trace_headers,
-            self._runner.group.in_force,
-        )
-        pending = self._runner.enqueuer.submit(plan.tasks)
-        self._renew_lease_if_due()
-        if self._creating is not None:
-            self._collect(*self._creating)
-        summary.pages += 1  # after the previous page's counts were taken for its checkpoint
-        summary.orders += len(page.orders)
-        self._creating = (page, plan, pending)
-        while self._markings and self._markings[0][0].done():  # without waiting
-            self._marked(*self._markings.popleft())
-        self._record_progress(due_only=True)
-
-    def drain(self) -> None:
-        """Collect the last creations and wait for the last marking."""
-        if self._creating is not None:
-            self._collect(*self._creating)
-            self._creating = None
-        while self._markings:
-            self._marked(*self._markings.popleft())
-
-    def _collect(self, page: Page, plan: PagePlan, pending: PendingCreation) -> None:
-        """Count a page's creations and start marking the orders whose every task exists."""
-        summary = self._segment.summary
-        broken = dict(plan.broken)
-        summary.failed += len(plan.broken)  # orders that could not form their tasks
-        for owner, result in zip(plan.owners, pending.results(), strict=True):
-            if result.outcome is Created.CREATED:
-                summary.tasks_created += 1
-            elif result.outcome is Created.DEDUPLICATED:
-                summary.deduplicated += 1
-            else:
-                summary.failed += 1
-                broken.setdefault(owner, result.reason)
-        for order_id, reason in broken.items():
-            summary.add_failure(order_id, reason)
-        ready = [s for s in page.orders if s.id not in broken]
-        statuses = self._segment.selection.statuses
-        db = self._runner.db
-        future = self._pool.submit(
-            mark_queued,
-            db,
-            ready,
-            self._fields,
-            statuses,
-            plan.generations,
-            plan.partial,
-            plan.queue_counts,
-        )
-        summary.queued += sum(1 for s in ready if s.id not in plan.partial)
-        self._markings.append((future, page, summary.counts()))
-        while len(self._markings) > MARKINGS_IN_FLIGHT:  # in page order: checkpoints only grow
-            self._marked(*self._markings.popleft())
-
-    def _renew_lease_if_due(self) -> None:
-        """Renew the lease once a third of it has passed (LeaseLostError if it was taken)."""
-        lease = self._segment.lease
-        if lease is not None and time.monotonic() - self._renewed_at >= lease.duration_s / 3:
-            lease.renew()
-            self._renewed_at = time.monotonic()
-
-    def _marked(self, marking: Future[list[str]], page: Page, counts: dict[str, int]) -> None:
-        """Collect a page's marking, then checkpoint past it and renew the lease.
-
-        ``counts`` are the segment's counts once this page's creations were counted.
-        """
-        segment = self._segment
-        summary = segment.summary
-        unmarked = marking.result()
-        summary.queued -= len(unmarked)
-        counts["queued"] -= len(unmarked)
-        for order_id in unmarked:
-            summary.add_failure(order_id, "kept changing while being marked queued; left as is")
-        segment.checkpoint = page.cursor
-        segment.checkpoint_counts = counts
-        self._renew_lease_if_due()
-        self._record_progress()
-        if self._on_page is not None:
-            self._on_page(summary)
-
-    def _record_progress(self, due_only: bool = False) -> None:
-        """Write the counts and the checkpoint (``due_only``: if PROGRESS_INTERVAL_S has passed)."""
-        now = time.monotonic()
-        if due_only and now - self._recorded_at < PROGRESS_INTERVAL_S:
-            return
-        segment = self._segment
-        segment.summary.seconds = round(now - segment.started, 3)
-        self._runner.records.progress(
-            segment.summary,
-            segment.record,
-            segment.checkpoint,
-            checkpoint_counts=segment.checkpoint_counts,
-        )
-        self._recorded_at = now
-
-
-def _read_ahead(pool: ThreadPoolExecutor, source: Iterator[Page]) -> Iterator[Page]:
-    """Yield pages from ``source`` while the next one is already being read in ``pool``."""
-    pending = pool.submit(next, source, None)
-    while (page := pending.result()) is not None:
-        pending = pool.submit(next, source, None)
-        yield page
 
 
 def _run_trace(record: dict[str, Any]) -> TraceContext:

@@ -17,7 +17,7 @@ from tests.hostile_support import HOSTILE_ORDER_IDS, Stack, seed_named_orders, w
 from tests.worker_setup import Sender
 from worker.errors import TransientTaskError
 from worker.outbox import outbox_key
-from worker.perform import Performer
+from worker.rejections import Rejections
 
 TASK = "projects/p/locations/l/queues/order-actions/tasks/hostile-1"
 
@@ -92,7 +92,7 @@ def test_an_unrecordable_rejection_is_acknowledged_and_logged(
     def unrecordable(*args: object) -> None:
         raise ValueError("the secret detail")
 
-    monkeypatch.setattr(Performer, "record_rejection", unrecordable)
+    monkeypatch.setattr(Rejections, "record_rejection", unrecordable)
     answer = worker.post(b"not json", worker.headers())
     assert answer.status_code == 200 and answer.json()["outcome"] == "rejected"
     assert answer.json()["recorded"] is False and "secret" not in answer.text
@@ -105,7 +105,7 @@ def test_a_transient_failure_to_record_a_rejection_is_retried(
     def busy(*args: object) -> None:
         raise TransientTaskError("Firestore is busy") from ConnectionError("10.0.0.7 refused")
 
-    monkeypatch.setattr(Performer, "record_rejection", busy)
+    monkeypatch.setattr(Rejections, "record_rejection", busy)
     answer = worker.post(b"not json", worker.headers())
     assert answer.status_code == 503 and answer.headers["Retry-After"] == "1"
     assert "10.0.0.7" not in answer.text  # the wrapped exception stays in the log

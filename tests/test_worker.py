@@ -34,7 +34,7 @@ from worker.actions.inventory import update_inventory
 from worker.app import create_app
 from worker.config import WorkerConfig
 from worker.ledger import Ledger
-from worker.perform import Performer
+from worker.rejections import Rejections
 
 
 @pytest.fixture(scope="module")
@@ -605,13 +605,13 @@ def test_a_dead_letter_never_overwrites_an_action_done_meanwhile(
     held = order_ref.collection(LEDGER).document(payload.action)
     lease_until = datetime.datetime.now(datetime.UTC) + datetime.timedelta(seconds=600)
     held.set({"state": "claimed", "claimId": "a-live-delivery", "leaseUntil": lease_until})
-    original = Performer.record_rejection
+    original = Rejections.record_rejection
 
-    def holder_commits_meanwhile(self: Performer, *args: Any) -> None:
+    def holder_commits_meanwhile(self: Rejections, *args: Any) -> None:
         original(self, *args)  # the dead letter document; then the live holder's commit lands
         order_ref.update({"actions.send_confirmation.state": "done"})
 
-    monkeypatch.setattr(Performer, "record_rejection", holder_commits_meanwhile)
+    monkeypatch.setattr(Rejections, "record_rejection", holder_commits_meanwhile)
     last = worker.deliver(payload, retry_count=99)
     assert (last.status_code, last.json()["outcome"]) == (503, "dead_lettered")
     assert order(db, order_id)["actions"]["send_confirmation"]["state"] == "done"

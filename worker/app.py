@@ -40,6 +40,7 @@ from orders.gc_tuning import settle_heap
 from orders.logs import TraceMiddleware, configure_logging
 from worker.config import WorkerConfig
 from worker.delivery import Delivery
+from worker.documents import build_store
 from worker.errors import (
     BadDeliveryError,
     ClaimHeldError,
@@ -49,7 +50,7 @@ from worker.errors import (
     WorkerError,
 )
 from worker.perform import Performer
-from worker.store import build_store
+from worker.rejections import Rejections
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +67,9 @@ def create_app(config: WorkerConfig | None = None) -> Flask:
     app = Flask(__name__)
     app.wsgi_app = TraceMiddleware(app.wsgi_app, config.cloud.project)  # type: ignore[method-assign]
     app.config["MAX_CONTENT_LENGTH"] = config.max_body_bytes
-    performer = Performer(build_store(firestore_client(config.cloud), config.rpc_timeout_s), config)
+    store = build_store(firestore_client(config.cloud), config.rpc_timeout_s)
+    performer = Performer(store, config)
+    rejections = Rejections(store)
     verifier = build_verifier(config.auth_settings, "worker")
 
     @app.get("/healthz")
@@ -88,18 +91,18 @@ def create_app(config: WorkerConfig | None = None) -> Flask:
         try:
             payload = _payload(config.max_body_bytes)
         except PermanentTaskError as exc:
-            return _reject(performer, delivery, str(exc), fields)
+            return _reject(rejections, delivery, str(exc), fields)
         fields.update(orderId=payload.order_id, action=payload.action)
         try:
             outcome = performer.perform(payload, delivery)
         except PermanentTaskError as exc:
             if not exc.recorded:
-                return _reject(performer, delivery, str(exc), fields, _public_reason(exc))
+                return _reject(rejections, delivery, str(exc), fields, _public_reason(exc))
             log.error("action failed for good: %s", exc, extra=fields)
             return _answer(200, outcome="failed", error=_public_reason(exc), **_ids(payload))
         except TransientTaskError as exc:  # ClaimHeldError included: the holder may have died
             if delivery.is_last_attempt(config.max_attempts):
-                return _dead_letter(performer, payload, delivery, exc, fields)
+                return _dead_letter(rejections, payload, delivery, exc, fields)
             if isinstance(exc, ClaimHeldError):
                 log.info("busy, asking the queue to come back: %s", exc, extra=fields)
                 return _answer(409, outcome="busy", error=str(exc))
@@ -111,7 +114,7 @@ def create_app(config: WorkerConfig | None = None) -> Flask:
             log.exception("unexpected error on the last attempt", extra=fields)
             failure = TransientTaskError(f"unexpected error {type(exc).__name__}")
             failure.__cause__ = exc  # recorded in the dead letter, kept out of the answer
-            return _dead_letter(performer, payload, delivery, failure, fields)
+            return _dead_letter(rejections, payload, delivery, failure, fields)
         log.info("%s %s", payload.action, outcome.value, extra=fields)
         return _answer(200, outcome=outcome.value, **_ids(payload))
 
@@ -204,7 +207,7 @@ def _body_excerpt() -> str:
 
 
 def _reject(
-    performer: Performer,
+    rejections: Rejections,
     delivery: Delivery,
     reason: str,
     fields: dict[str, Any],
@@ -219,7 +222,7 @@ def _reject(
     answered = reason if public_reason is None else public_reason
     log.error("rejected task: %s", reason, extra=fields)
     try:
-        performer.record_rejection(delivery, reason, {**fields, "body": _body_excerpt()})
+        rejections.record_rejection(delivery, reason, {**fields, "body": _body_excerpt()})
     except TransientTaskError as exc:  # Firestore is busy: the queue brings the task back
         log.warning("could not record the rejection yet: %s", exc, extra=fields)
         return _retry(exc, "retry")
@@ -230,7 +233,7 @@ def _reject(
 
 
 def _dead_letter(
-    performer: Performer,
+    rejections: Rejections,
     payload: TaskPayload,
     delivery: Delivery,
     exc: TransientTaskError,
@@ -246,7 +249,7 @@ def _dead_letter(
     reason = f"last attempt failed: {exc}{cause}"
     log.error("dead-lettered: %s", reason, extra=fields)
     try:
-        performer.record_dead_letter(payload, delivery, reason, fields)
+        rejections.record_dead_letter(payload, delivery, reason, fields)
     except Exception as record_exc:  # Firestore may be what failed: the log keeps the record
         log.error("could not record the dead letter: %s", record_exc, extra=fields)
     return _retry(exc, outcome="dead_lettered")

@@ -29,8 +29,8 @@ from google.api_core import exceptions as gexc
 
 from orders.contract import TaskPayload
 from worker.delivery import Delivery
+from worker.documents import DELETE_FIELD, SERVER_TIMESTAMP, Doc, DocRef, Store, Writes
 from worker.errors import ClaimHeldError, TransientTaskError
-from worker.store import DELETE_FIELD, SERVER_TIMESTAMP, Doc, DocRef, Store, Writes
 
 CLAIM_ATTEMPTS = 5  # reads and writes of one claim before answering 503
 

@@ -26,8 +26,8 @@ import urllib3
 
 from orders.contract import TaskPayload
 from orders.schema import OUTBOX
+from worker.documents import SERVER_TIMESTAMP, Store, Writes
 from worker.errors import PermanentTaskError, TransientTaskError
-from worker.store import SERVER_TIMESTAMP, Store, Writes
 
 _RETRYABLE_HTTP = frozenset({408, 429})
 POOL_SIZE = 64  # kept-alive connections per target

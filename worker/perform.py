@@ -32,22 +32,18 @@ transient one releases the claim and leaves nothing else behind.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import logging
 import os
 import random
 import time
-from collections.abc import Callable
 from enum import StrEnum
 from typing import Any
 
 from google.api_core import exceptions as gexc
-from google.cloud.firestore_v1.field_path import FieldPath
 
 from orders.contract import TaskPayload
 from orders.schema import (
     ACTIONS,
-    DEAD_LETTERS,
     LEDGER,
     ORDERS,
     ActionState,
@@ -59,27 +55,19 @@ from worker.actions.confirmation import KIND as EMAIL
 from worker.actions.warehouse import KIND as WAREHOUSE
 from worker.config import WorkerConfig
 from worker.delivery import Delivery
+from worker.documents import SERVER_TIMESTAMP, Doc, DocRef, Increment, Store, integer_result
 from worker.errors import ClaimHeldError, PermanentTaskError, TransientTaskError
 from worker.heartbeat import Heartbeats
 from worker.ledger import Claim, Ledger, LedgerState, Settled, Standing
+from worker.order_writes import TRANSIENT_ERRORS, action_path, is_document_id, update_order_as_read
 from worker.outbox import Outbox
 from worker.sku_locks import StripedLocks
-from worker.store import SERVER_TIMESTAMP, Doc, DocRef, Increment, Store, integer_result
 
 log = logging.getLogger(__name__)
 
-_TRANSIENT = (
-    gexc.Aborted,
-    gexc.ServiceUnavailable,
-    gexc.DeadlineExceeded,
-    gexc.InternalServerError,
-    gexc.TooManyRequests,
-    gexc.RetryError,
-)
 ACTIONS_DONE = "actionsDone"  # on the order: how many actions are done, counted by the commits
 COMMIT_ATTEMPTS = 8  # optimistic runs of an action before answering 503
 CONFLICT_PAUSE_S = 0.05  # longest random pause before running an action again, seconds
-ORDER_WRITE_ATTEMPTS = 10  # optimistic tries of a write conditional on the order as read
 _COMPLETABLE = frozenset({OrderStatus.PENDING.value, OrderStatus.QUEUED.value})
 
 
@@ -109,12 +97,12 @@ class Performer:
         if payload.action not in REGISTRY:
             known = ", ".join(sorted(REGISTRY))
             raise PermanentTaskError(f"unknown action {payload.action!r}; known actions: {known}")
-        if not _is_document_id(payload.order_id):
+        if not is_document_id(payload.order_id):
             raise PermanentTaskError(f"orderId {payload.order_id!r} is not a Firestore document id")
         order_ref = self._store.document(ORDERS, payload.order_id)
         try:
             return self._perform(order_ref, payload, delivery)
-        except _TRANSIENT as exc:
+        except TRANSIENT_ERRORS as exc:
             raise TransientTaskError(f"Firestore is busy or unavailable: {exc}") from exc
         except gexc.InvalidArgument as exc:  # a request Firestore will never accept
             raise PermanentTaskError(f"Firestore refused the request for good: {exc}") from exc
@@ -214,7 +202,7 @@ class Performer:
                     )
                 )
             self._ledger.finish(writes, claim)  # on condition that the claim is still ours
-            prefix = _action_path(payload.action)
+            prefix = action_path(payload.action)
             others = [name for name in ACTIONS if name != payload.action]
             completion: dict[str, Any] = {}
             if order.get("status") in _COMPLETABLE and all(action_done(order, a) for a in others):
@@ -258,7 +246,7 @@ class Performer:
         """Write a permanent failure on the ledger entry and the order (failed, unless done)."""
         writes = self._store.writes()
         self._ledger.fail(writes, claim, reason)
-        prefix = _action_path(payload.action)
+        prefix = action_path(payload.action)
         update: dict[str, Any] = {
             f"{prefix}.state": ActionState.FAILED.value,
             f"{prefix}.lastError": reason,
@@ -275,44 +263,6 @@ class Performer:
                 f"{reason}; but the claim was taken over before the failure was recorded"
             ) from None
 
-    def record_rejection(self, delivery: Delivery, reason: str, detail: dict[str, Any]) -> None:
-        """Record a delivery that can never succeed, and has no order, in ``dead_letters``.
-
-        One document per task, named after it and written whole: a write retried
-        after a lost answer, or a later attempt of the task, replaces it. Raises
-        :class:`TransientTaskError` when Firestore is busy; any other exception
-        means the rejection can never be recorded.
-        """
-        writes = self._store.writes()
-        writes.set(
-            self._store.document(DEAD_LETTERS, _letter_id(delivery.task_name)),
-            {"reason": reason, "receivedAt": SERVER_TIMESTAMP, **detail},
-        )
-        try:
-            self._store.commit(writes)
-        except _TRANSIENT as exc:
-            raise TransientTaskError(f"Firestore is busy or unavailable: {exc}") from exc
-
-    def record_dead_letter(
-        self, payload: TaskPayload, delivery: Delivery, reason: str, detail: dict[str, Any]
-    ) -> None:
-        """Record that the queue's last attempt of ``payload`` failed: no retry will follow.
-
-        The order's action becomes ``dead_lettered`` unless it is done: the write
-        is conditional on the order as read, so a delivery that completes the
-        action meanwhile (the holder of a live claim) is not overwritten.
-        """
-        self.record_rejection(delivery, reason, {**detail, "lastAttempt": True})
-        prefix = _action_path(payload.action)
-        letter = {f"{prefix}.state": ActionState.DEAD_LETTERED.value, f"{prefix}.lastError": reason}
-
-        def dead_letter(order: Doc) -> dict[str, Any] | None:
-            if not order.exists or action_done(order.fields, payload.action):
-                return None  # no order, or the action did take effect: it stays done
-            return letter
-
-        self._update_order_as_read(self._store.document(ORDERS, payload.order_id), dead_letter)
-
     def _complete_order_if_done(self, order_ref: DocRef) -> None:
         """Mark the order completed once every action is done; a no-op otherwise."""
 
@@ -323,51 +273,8 @@ class Performer:
                 return None
             return {"status": OrderStatus.COMPLETED.value, "completedAt": SERVER_TIMESTAMP}
 
-        if not self._update_order_as_read(order_ref, completion):
+        if not update_order_as_read(self._store, order_ref, completion):
             raise TransientTaskError(f"order {order_ref.path} kept changing while being completed")
-
-    def _update_order_as_read(
-        self, order_ref: DocRef, changes: Callable[[Doc], dict[str, Any] | None]
-    ) -> bool:
-        """Read the order and write ``changes(order)``, on condition that it is unchanged.
-
-        ``changes`` returning None means nothing to write. A refused write (the
-        order changed meanwhile) reads it again. Returns False when it kept
-        changing for :data:`ORDER_WRITE_ATTEMPTS` tries.
-        """
-        for _ in range(ORDER_WRITE_ATTEMPTS):
-            order = self._store.get(order_ref)
-            update = changes(order)
-            if update is None:
-                return True
-            writes = self._store.writes()
-            writes.update(order_ref, update, last_update_time=order.update_time)
-            try:
-                self._store.commit(writes)
-                return True
-            except gexc.FailedPrecondition:
-                continue  # someone else wrote the order meanwhile: look again
-        return False
-
-
-def _is_document_id(order_id: str) -> bool:
-    """Tell whether Firestore accepts ``order_id`` as a document id."""
-    reserved = order_id in (".", "..") or (order_id.startswith("__") and order_id.endswith("__"))
-    return "/" not in order_id and not reserved and len(order_id.encode()) <= 1500
-
-
-def _letter_id(task_name: str) -> str:
-    """Return the id of a task's dead letter: its short name, or a digest of an unusable one."""
-    short = task_name.rsplit("/", 1)[-1]
-    if short and _is_document_id(short):
-        return short
-    return "task-" + hashlib.sha256(task_name.encode()).hexdigest()[:32]
-
-
-def _action_path(action: str) -> str:
-    """Return the field path of the order's record of ``action`` (``actions.{action}``)."""
-    path: str = FieldPath("actions", action).to_api_repr()
-    return path
 
 
 def _claim_id() -> str:

@@ -28,7 +28,7 @@ from localcloud.processes import ManagedProcess, free_port, http_ok
 from localcloud.stack import SCHEDULER_EMAIL, SERVICE_START_TIMEOUT_S, LocalStack, StackOptions
 from localcloud.tasks.child import EMULATOR_CODE
 from localcloud.tasks.issuer_state import KEY_SETTING
-from localcloud.tasks.sqlstore import SqliteTaskStore
+from localcloud.tasks.sqlite_task_store import SqliteTaskStore
 
 EMULATOR_START_TIMEOUT_S = 30.0
 FANOUT_LEASE_S = 10  # a killed fan-out's lease frees itself this fast, seconds

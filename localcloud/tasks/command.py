@@ -12,9 +12,9 @@ import click
 from localcloud.tasks.config import load_queues
 from localcloud.tasks.dispatcher import DEFAULT_DISPATCH_THREADS
 from localcloud.tasks.server import TasksEmulator
-from localcloud.tasks.sqlstore import MEMORY
-from localcloud.tasks.store import DEFAULT_RESERVATION_S
+from localcloud.tasks.sqlite_task_store import MEMORY
 from localcloud.tasks.task_conversion import DEFAULT_MAX_TASK_BYTES
+from localcloud.tasks.task_store import DEFAULT_RESERVATION_S
 
 DEFAULT_PORT = 8123
 DEFAULT_REST_PORT = 8124

@@ -29,7 +29,7 @@ from localcloud.tasks.model import QUEUE_STATE_RUNNING, QueueConfig, TaskRecord
 from localcloud.tasks.override import apply_override, override_from_json
 from localcloud.tasks.ratelimit import TokenBucket, burst_size_for_rate
 from localcloud.tasks.retry import policy_backoff_s, should_retry
-from localcloud.tasks.store import TaskStore
+from localcloud.tasks.task_store import TaskStore
 from localcloud.tasks.throttle import SystemThrottle, is_overload_status
 
 log = logging.getLogger(__name__)

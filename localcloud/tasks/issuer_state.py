@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 
 from localcloud.oidc import LocalIssuer
-from localcloud.tasks.store import TaskStore
+from localcloud.tasks.task_store import TaskStore
 
 log = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ from google.rpc import status_pb2
 
 from localcloud.tasks.errors import TasksEmulatorError
 from localcloud.tasks.proto_time import set_timestamp
-from localcloud.tasks.store import TaskStore
+from localcloud.tasks.task_store import TaskStore
 
 DEFAULT_OPERATIONS_KEPT = 5000
 _STATE_SUCCEEDED, _STATE_FAILED, _STATE_PARTIAL = 2, 3, 5

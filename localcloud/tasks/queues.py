@@ -23,7 +23,7 @@ from localcloud.tasks.paging import decode_page_token, encode_page_token, page_s
 from localcloud.tasks.proto_time import set_timestamp
 from localcloud.tasks.queue_conversion import queue_from_pb, queue_to_pb
 from localcloud.tasks.resource_names import check_location, check_queue_name
-from localcloud.tasks.store import TaskStore
+from localcloud.tasks.task_store import TaskStore
 
 Queue = tasks_v2.Queue.pb()
 BetaQueue = tasks_v2beta3.Queue.pb()

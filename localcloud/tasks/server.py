@@ -15,9 +15,9 @@ from localcloud.tasks.issuer_state import ANY_PORT, start_kept_issuer
 from localcloud.tasks.model import QueueConfig
 from localcloud.tasks.rest import RestApi, RestServer
 from localcloud.tasks.service import CloudTasksService
-from localcloud.tasks.sqlstore import MEMORY, SqliteTaskStore
-from localcloud.tasks.store import DEFAULT_RESERVATION_S, TaskStore
+from localcloud.tasks.sqlite_task_store import MEMORY, SqliteTaskStore
 from localcloud.tasks.task_conversion import DEFAULT_MAX_TASK_BYTES
+from localcloud.tasks.task_store import DEFAULT_RESERVATION_S, TaskStore
 
 DEFAULT_GRPC_THREADS = 32
 MAX_MESSAGE_BYTES = 256 * 1024 * 1024  # a full batch of 100 tasks of 1 MiB fits

@@ -32,8 +32,8 @@ from localcloud.tasks.operations import OperationLog, batch_operation
 from localcloud.tasks.paging import decode_page_token, encode_page_token, page_size
 from localcloud.tasks.queues import BetaQueue, Queue, QueueService
 from localcloud.tasks.resource_names import check_queue_name, check_task_name
-from localcloud.tasks.store import TaskStore
 from localcloud.tasks.task_conversion import task_from_request, task_to_pb
+from localcloud.tasks.task_store import TaskStore
 
 log = logging.getLogger(__name__)
 

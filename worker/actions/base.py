@@ -8,10 +8,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from orders.contract import TaskPayload
+from worker.documents import Store, Writes
 from worker.errors import PermanentTaskError
 from worker.outbox import Outbox
 from worker.sku_locks import StripedLocks
-from worker.store import Store, Writes
 
 
 @dataclass

@@ -1,4 +1,4 @@
-"""The durable :class:`~localcloud.tasks.store.TaskStore`: SQLite in WAL mode.
+"""The durable :class:`~localcloud.tasks.task_store.TaskStore`: SQLite in WAL mode.
 
 Every change is one transaction, committed before the call returns, so a process
 killed with SIGKILL loses nothing that was acknowledged: queues, live tasks (with
@@ -43,7 +43,7 @@ from localcloud.tasks.model import (
     task_from_row,
     task_to_json,
 )
-from localcloud.tasks.store import (
+from localcloud.tasks.task_store import (
     COUNTER_KEYS,
     DEFAULT_RESERVATION_S,
     QueueCounts,

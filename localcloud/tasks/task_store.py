@@ -1,6 +1,6 @@
 """The interface of queue and task state, used by the gRPC service and the dispatcher.
 
-:class:`localcloud.tasks.sqlstore.SqliteTaskStore` implements it in a SQLite file
+:class:`localcloud.tasks.sqlite_task_store.SqliteTaskStore` implements it in a SQLite file
 (or in memory). Every method is atomic: name de-duplication in particular happens
 under one lock.
 """

@@ -20,7 +20,7 @@ from google.oauth2 import credentials as oauth2
 from orders.clients import firestore_client
 from orders.settings import CloudSettings
 from orders.writes import Writes, is_repeatable
-from worker.store import SERVER_TIMESTAMP, Increment, Store, build_store, integer_result
+from worker.documents import SERVER_TIMESTAMP, Increment, Store, build_store, integer_result
 
 PRODUCTION_TARGET = "firestore.googleapis.com:443"
 SOME_TIME = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)  # an update time, for preconditions
