@@ -44,7 +44,7 @@ def main() -> None:
 
     The cloud settings come from the same environment variables as the service
     (GOOGLE_CLOUD_PROJECT, TASKS_QUEUE, WORKER_URL, FIRESTORE_EMULATOR_HOST,
-    CLOUD_TASKS_EMULATOR_HOST, ...); see the README.
+    CLOUD_TASKS_EMULATOR_HOST, ...); see docs/configuration.md.
     """
 
 
