@@ -163,7 +163,7 @@ def create_app(config: ConsoleConfig | None = None, tokens: IdTokenSource | None
     def api_error(exc: gexc.GoogleAPICallError) -> tuple[str, int]:
         message = f"the Google API answered {type(exc).__name__}: {exc.message}"
         if isinstance(exc, gexc.PermissionDenied):
-            message += "; the console's account lacks a role (docs/operations.md, section The console)"
+            message += "; the console's account lacks a role (see docs/operations.md)"
         return render_template("error.html", message=message), 502
 
     return app
