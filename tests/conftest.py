@@ -71,21 +71,46 @@ def db(project: str) -> firestore.Client:
     return firestore.Client(project=project)
 
 
-def seed_orders(
-    db: firestore.Client, count: int, prefix: str = "order", skus: int = 5
-) -> list[str]:
-    """Create ``count`` pending orders (and stock for their skus); return their ids."""
-    base = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
-    ids = [f"{prefix}-{i:05d}" for i in range(count)]
-    batch = db.batch()
-    for sku in range(skus):
-        batch.set(db.collection(INVENTORY).document(f"sku-{sku}"), {"stock": 1_000_000})
-    for i, order_id in enumerate(ids):
-        items = [{"sku": f"sku-{i % skus}", "quantity": 1 + i % 3}]
-        doc = new_order(f"c{i}@example.com", items, base + dt.timedelta(seconds=i))
-        batch.set(db.collection(ORDERS).document(order_id), doc)
-        if (i + 1) % 400 == 0:
-            batch.commit()
-            batch = db.batch()
-    batch.commit()
-    return ids
+@pytest.fixture(scope="module")
+def emulator() -> Iterator[TasksEmulator]:
+    """Return one Cloud Tasks emulator per test module."""
+    with TasksEmulator() as started:
+        yield started
+
+
+@pytest.fixture(scope="module")
+def channel(emulator: TasksEmulator) -> Iterator[grpc.Channel]:
+    opened = grpc.insecure_channel(emulator.address)
+    yield opened
+    opened.close()
+
+
+@pytest.fixture(scope="module")
+def client(channel: grpc.Channel) -> tasks_v2.CloudTasksClient:
+    return tasks_v2.CloudTasksClient(transport=CloudTasksGrpcTransport(channel=channel))
+
+
+@pytest.fixture
+def captured() -> Iterator[io.StringIO]:
+    """Return the JSON log lines this test writes (root logger at INFO)."""
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(JsonFormatter())
+    root = logging.getLogger()
+    previous = root.level
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)
+    yield stream
+    root.removeHandler(handler)
+    root.setLevel(previous)
+
+
+@pytest.fixture
+def gcloud(tmp_path: Path) -> Iterator[tuple[Gcloud, TasksEmulator]]:
+    binary = shutil.which("gcloud")
+    if binary is None:
+        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+            pytest.fail("gcloud is not installed (apt-get install google-cloud-cli)")
+        pytest.skip("gcloud is not installed (apt-get install google-cloud-cli)")
+    with TasksEmulator(dispatch_threads=4) as emulator:
+        yield Gcloud(binary, tmp_path / "gcloud", emulator.rest_url), emulator

@@ -54,20 +54,6 @@ def test_people_at_a_terminal_get_plain_lines() -> None:
     assert not line.startswith("{")
 
 
-@pytest.fixture
-def captured() -> Iterator[io.StringIO]:
-    stream = io.StringIO()
-    handler = logging.StreamHandler(stream)
-    handler.setFormatter(JsonFormatter())
-    root = logging.getLogger()
-    previous = root.level
-    root.addHandler(handler)
-    root.setLevel(logging.INFO)
-    yield stream
-    root.removeHandler(handler)
-    root.setLevel(previous)
-
-
 def test_a_requests_log_lines_carry_its_trace(
     db: firestore.Client, project: str, tasks_emulator: TasksEmulator, captured: io.StringIO
 ) -> None:

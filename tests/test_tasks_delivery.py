@@ -23,23 +23,6 @@ from localcloud.tasks.model import TaskRecord
 from localcloud.tasks.retry import RetryPolicy
 
 
-def make_task(url: str = "http://127.0.0.1:9/x", **fields: Any) -> TaskRecord:
-    values: dict[str, Any] = {
-        "name": "projects/p/locations/l/queues/q/tasks/t",
-        "url": url,
-        "http_method": 1,
-        "headers": {},
-        "body": b"",
-        "schedule_time_s": 1_700_000_000.25,
-        "create_time_s": 1_700_000_000.0,
-        "dispatch_deadline_s": 600.0,
-        "retry": RetryPolicy(),
-        "dispatch_count": 1,
-    }
-    values.update(fields)
-    return TaskRecord(**values)
-
-
 @pytest.fixture
 def slow_server() -> Iterator[str]:
     class Handler(BaseHTTPRequestHandler):

@@ -21,7 +21,6 @@ import pytest
 from localcloud.tasks.server import TasksEmulator
 from tests.conformance.target import Target, eventually
 
-PROJECT = "gcloud-test"
 LOCATION = "us-central1"
 FLAGS = """
 --location: us-central1
@@ -34,50 +33,6 @@ FLAGS = """
 --max-retry-duration: 30s
 --log-sampling-ratio: 0.5
 """
-
-
-class Gcloud:
-    """Runs ``gcloud`` with its own config directory, pointed at the emulator."""
-
-    def __init__(self, binary: str, config_dir: Path, endpoint: str) -> None:
-        self.binary = binary
-        self.env = {
-            **os.environ,
-            "CLOUDSDK_CONFIG": str(config_dir),
-            "CLOUDSDK_CORE_DISABLE_PROMPTS": "1",
-            "CLOUDSDK_CORE_DISABLE_USAGE_REPORTING": "1",
-            "CLOUDSDK_COMPONENT_MANAGER_DISABLE_UPDATE_CHECK": "1",
-        }
-        self.run("config", "set", "api_endpoint_overrides/cloudtasks", endpoint)
-        self.run("config", "set", "auth/disable_credentials", "true")
-        self.run("config", "set", "core/project", PROJECT)
-
-    def run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        done = subprocess.run(
-            [self.binary, *args],
-            env=self.env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-            stdin=subprocess.DEVNULL,
-        )
-        if check and done.returncode != 0:
-            raise AssertionError(f"gcloud {' '.join(args)} failed: {done.stderr}")
-        return done
-
-    def json(self, *args: str) -> Any:
-        return json.loads(self.run(*args, "--format=json").stdout)
-
-
-@pytest.fixture
-def gcloud(tmp_path: Path) -> Iterator[tuple[Gcloud, TasksEmulator]]:
-    binary = shutil.which("gcloud")
-    if binary is None:
-        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-            pytest.fail("gcloud is not installed (apt-get install google-cloud-cli)")
-        pytest.skip("gcloud is not installed (apt-get install google-cloud-cli)")
-    with TasksEmulator(dispatch_threads=4) as emulator:
-        yield Gcloud(binary, tmp_path / "gcloud", emulator.rest_url), emulator
 
 
 def test_gcloud_queues_and_tasks_commands(
