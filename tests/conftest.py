@@ -9,20 +9,26 @@ fails them.
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
+import io
+import logging
 import os
+import shutil
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
+import grpc
 import pytest
-from google.cloud import firestore
+from google.cloud import firestore, tasks_v2
+from google.cloud.tasks_v2.services.cloud_tasks.transports import CloudTasksGrpcTransport
 
 from localcloud.errors import LocalCloudError
 from localcloud.firestore_emulator import emulator_host
 from localcloud.tasks.server import TasksEmulator
-from orders.schema import INVENTORY, ORDERS, new_order
-from tests.hypothesis_profiles import load_profile
-from tests.receiver import Receiver
+from orders.logs import JsonFormatter
+from tests.support.gcloud import Gcloud
+from tests.support.hypothesis_profiles import load_profile
+from tests.support.receiver import Receiver
 
 load_profile()  # HYPOTHESIS_PROFILE=deep for many more examples (see the README)
 
@@ -71,6 +77,10 @@ def db(project: str) -> firestore.Client:
     return firestore.Client(project=project)
 
 
+# One Cloud Tasks emulator and official client per test module, for modules
+# that ask for ``emulator``, ``channel`` or ``client`` (a module may define its own).
+
+
 @pytest.fixture(scope="module")
 def emulator() -> Iterator[TasksEmulator]:
     """Return one Cloud Tasks emulator per test module."""
@@ -80,6 +90,7 @@ def emulator() -> Iterator[TasksEmulator]:
 
 @pytest.fixture(scope="module")
 def channel(emulator: TasksEmulator) -> Iterator[grpc.Channel]:
+    """Return a gRPC channel to the module's emulator."""
     opened = grpc.insecure_channel(emulator.address)
     yield opened
     opened.close()
@@ -87,6 +98,7 @@ def channel(emulator: TasksEmulator) -> Iterator[grpc.Channel]:
 
 @pytest.fixture(scope="module")
 def client(channel: grpc.Channel) -> tasks_v2.CloudTasksClient:
+    """Return the official Cloud Tasks client on the module's emulator."""
     return tasks_v2.CloudTasksClient(transport=CloudTasksGrpcTransport(channel=channel))
 
 
@@ -107,6 +119,7 @@ def captured() -> Iterator[io.StringIO]:
 
 @pytest.fixture
 def gcloud(tmp_path: Path) -> Iterator[tuple[Gcloud, TasksEmulator]]:
+    """Return the real gcloud CLI aimed at a fresh emulator's REST surface, and the emulator."""
     binary = shutil.which("gcloud")
     if binary is None:
         if os.environ.get("CI", "").lower() in ("1", "true", "yes"):

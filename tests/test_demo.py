@@ -9,10 +9,11 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
+
+from tests.support.receiver import wait_for
 
 LOCALCLOUD = str(Path(sys.executable).parent / "localcloud")
 
@@ -82,10 +83,7 @@ def test_ctrl_c_stops_every_process_the_demo_started(tmp_path: Path) -> None:
             env=environ,
         )
         try:
-            deadline = time.monotonic() + 120
-            while "Seeding" not in output.read_text() and demo.poll() is None:
-                assert time.monotonic() < deadline, output.read_text()
-                time.sleep(0.2)
+            wait_for(lambda: "Seeding" in output.read_text() or demo.poll() is not None, 120)
             demo.send_signal(signal.SIGINT)
             assert demo.wait(timeout=60) == 130
         finally:

@@ -4,14 +4,13 @@ flags files applied by the real gcloud to the emulator's REST surface.
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
 import pytest
 
 from localcloud.tasks.server import TasksEmulator
-from tests.test_tasks_gcloud import Gcloud
-from tests.test_tasks_gcloud import gcloud as gcloud  # the fixture, re-exported
+from tests.support.deploy_plan import plan
+from tests.support.gcloud import Gcloud
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -5,16 +5,14 @@ from __future__ import annotations
 import io
 import json
 import logging
-from collections.abc import Iterator
 
-import pytest
 import requests
 from google.cloud import firestore
 
 from fanout.config import FanoutConfig
 from localcloud.tasks.server import TasksEmulator
 from orders.logs import JsonFormatter, PlainFormatter, trace_fields
-from tests.fanout_support import make_cloud, scheduler_headers, served_fanout
+from tests.support.fanout_setup import make_cloud, scheduler_headers, served_fanout
 
 
 def test_the_trace_header_becomes_cloud_loggings_trace_fields() -> None:

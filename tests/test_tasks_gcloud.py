@@ -8,18 +8,11 @@ under CI=true, where it fails.
 
 from __future__ import annotations
 
-import json
-import os
-import shutil
-import subprocess
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
-
-import pytest
 
 from localcloud.tasks.server import TasksEmulator
-from tests.conformance.target import Target, eventually
+from tests.support.gcloud import PROJECT, Gcloud
+from tests.support.receiver import Receiver, wait_for
 
 LOCATION = "us-central1"
 FLAGS = """
@@ -39,14 +32,14 @@ def test_gcloud_queues_and_tasks_commands(
     gcloud: tuple[Gcloud, TasksEmulator], tmp_path: Path
 ) -> None:
     g, _ = gcloud
-    target = Target()
+    target = Receiver()
     try:
         _queues_and_tasks(g, target, tmp_path)
     finally:
         target.close()
 
 
-def _queues_and_tasks(g: Gcloud, target: Target, tmp_path: Path) -> None:
+def _queues_and_tasks(g: Gcloud, target: Receiver, tmp_path: Path) -> None:
     flags = tmp_path / "queue.yaml"
     flags.write_text(FLAGS)
     loc = f"--location={LOCATION}"
@@ -97,7 +90,7 @@ def _queues_and_tasks(g: Gcloud, target: Target, tmp_path: Path) -> None:
     assert task["httpRequest"]["url"] == target.url("/g")
     assert task["httpRequest"]["headers"]["Content-Type"] == "application/json"
     g.run("tasks", "run", "t1", *queue_flags)  # runs although the queue is paused
-    eventually(lambda: len(target.at("/g")) == 1, 20)
+    wait_for(lambda: len(target.at("/g")) == 1, 20)
     hit = target.at("/g")[0]
     assert hit.body == b'{"a": 1}' and hit.headers["authorization"].startswith("Bearer ")
     assert hit.headers["x-queue"] == "q1"  # the queue's header override

@@ -16,12 +16,8 @@ loopback ports; a failure to start it fails the tests (they never skip).
 from __future__ import annotations
 
 import contextlib
-import itertools
 import os
-import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from typing import Any
 
 import grpc
 import pytest
@@ -31,11 +27,11 @@ from google.cloud.tasks_v2.services.cloud_tasks.transports import CloudTasksGrpc
 from google.cloud.tasks_v2beta3.services.cloud_tasks.transports import (
     CloudTasksGrpcTransport as BetaTransport,
 )
-from google.protobuf import duration_pb2
 
 from localcloud.tasks.server import TasksEmulator
 from tests.support.conformance_cloud import GOOGLE_CERTS_URL, GOOGLE_ISSUER, Cloud
 from tests.support.receiver import Receiver
+
 
 def _truthy(name: str) -> bool:
     return os.environ.get(name, "").lower() in ("1", "true", "yes")

@@ -1,4 +1,4 @@
-"""A clock that moves only when a test moves it, for code that takes a ``clock``."""
+"""A clock that moves only when a test (or a ``sleep`` it passes) moves it."""
 
 from __future__ import annotations
 
@@ -17,6 +17,8 @@ class FakeClock:
 
     def advance(self, seconds: float) -> None:
         self.now_s += seconds
+
+    sleep = advance  # for code that takes a ``sleep`` too: sleeping moves the clock
 
     def utc(self) -> dt.datetime:
         """The same instant as an aware UTC datetime (for code that takes a datetime clock)."""

@@ -14,8 +14,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, TypeVar
 
+T = TypeVar("T")
 POLL_S = 0.01  # how often wait_for looks again, seconds
 
 
@@ -125,13 +126,19 @@ class Receiver:
         self.thread.join(5)
 
 
-def wait_for(predicate: Callable[[], bool], timeout_s: float = 10.0) -> None:
+def wait_for(
+    predicate: Callable[[], T], timeout_s: float = 10.0, what: str = "", poll_s: float = POLL_S
+) -> T:
     """Poll ``predicate`` (a condition in another thread or process) until it holds.
 
-    Fails after ``timeout_s`` seconds.
+    Returns its first truthy result; fails after ``timeout_s`` seconds, saying
+    ``what`` was awaited and the last result.
     """
     deadline = time.monotonic() + timeout_s
-    while not predicate():
+    while not (last := predicate()):
         if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout_s} s")
-        time.sleep(POLL_S)
+            raise AssertionError(
+                f"{what or 'condition'} not met within {timeout_s} s; last: {last!r}"
+            )
+        time.sleep(poll_s)
+    return last

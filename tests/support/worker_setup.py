@@ -22,7 +22,7 @@ from localcloud.warehouse import WarehouseReceiver
 from orders.auth import AuthSettings
 from orders.contract import TaskPayload
 from orders.settings import CloudSettings
-from tests.servers import ServerThread
+from tests.support.servers import ServerThread
 from worker.app import create_app
 from worker.config import WorkerConfig
 
