@@ -144,7 +144,7 @@ def test_a_killed_delivery_is_completed_after_its_lease(
         "certs_url": issuer.certs_url,
         "warehouse_url": warehouse.url,
     }
-    argv = [sys.executable, "-m", "tests.worker_setup", json.dumps(spec)]
+    argv = [sys.executable, "-m", "tests.support.worker_setup", json.dumps(spec)]
     doomed = ManagedProcess("doomed-worker", argv, tmp_path / "worker.log")
     doomed.start()
     try:

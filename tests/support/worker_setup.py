@@ -1,6 +1,6 @@
 """A worker wired to test servers: the local issuer, a local warehouse, short leases.
 
-``python -m tests.worker_setup SPEC_JSON`` serves such a worker in a child
+``python -m tests.support.worker_setup SPEC_JSON`` serves such a worker in a child
 process, so that a test can kill it in the middle of a delivery.
 """
 
