@@ -33,7 +33,7 @@ from localcloud.firestore_emulator import emulator_host
 from orders.clients import tasks_client
 from orders.schema import ORDERS
 from orders.settings import CloudSettings
-from tests.receiver import Receiver
+from tests.support.receiver import Receiver
 
 DRAIN_TIMEOUT_S = 120.0  # the longest the deliveries may take, seconds
 

@@ -20,13 +20,19 @@ Counter = Callable[[], dict[str, int]]
 class OrderCounts:
     """The latest counts, the time they were taken, and at most one refresh at a time."""
 
-    def __init__(self, counter: Counter, max_age_s: float) -> None:
-        """Count with ``counter``; counts older than ``max_age_s`` seconds are refreshed."""
+    def __init__(
+        self, counter: Counter, max_age_s: float, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        """Count with ``counter``; counts older than ``max_age_s`` seconds are refreshed.
+
+        ``clock`` gives monotonic seconds (tests pass their own to age the counts).
+        """
         self._counter = counter
+        self._clock = clock
         self._max_age_s = max_age_s
         self._lock = threading.Lock()
         self._counts: dict[str, int] | None = None
-        self._taken_at = 0.0  # time.monotonic() of the kept counts
+        self._taken_at = 0.0  # clock time of the kept counts
         self.counted_at: dt.datetime | None = None  # wall-clock time of the kept counts
         self._refreshing = False
 
@@ -34,7 +40,7 @@ class OrderCounts:
         """Return the kept counts (counting now if there are none); refresh stale ones."""
         with self._lock:
             counts = self._counts
-            stale = time.monotonic() - self._taken_at > self._max_age_s
+            stale = self._clock() - self._taken_at > self._max_age_s
             start_refresh = counts is not None and stale and not self._refreshing
             if start_refresh:
                 self._refreshing = True
@@ -57,6 +63,6 @@ class OrderCounts:
         counts = self._counter()
         with self._lock:
             self._counts = counts
-            self._taken_at = time.monotonic()
+            self._taken_at = self._clock()
             self.counted_at = dt.datetime.now(dt.UTC)
         return counts

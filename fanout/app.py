@@ -14,8 +14,10 @@ Both POST endpoints verify the caller's OIDC token (401 missing or invalid,
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import math
+from collections.abc import Callable
 
 from flask import Flask, Response, jsonify, request
 from werkzeug.exceptions import HTTPException
@@ -35,8 +37,10 @@ from orders.logs import TraceMiddleware, configure_logging
 log = logging.getLogger(__name__)
 
 
-def build_runner(config: FanoutConfig) -> FanoutRunner:
-    """Build the clients once and the runner that uses them."""
+def build_runner(
+    config: FanoutConfig, clock: Callable[[], dt.datetime] | None = None
+) -> FanoutRunner:
+    """Build the clients once and the runner that uses them (``clock``: see FanoutRunner)."""
     tasks = tasks_client(config.cloud)
     db = firestore_client(config.cloud)
     enqueuer = Enqueuer(
@@ -47,7 +51,7 @@ def build_runner(config: FanoutConfig) -> FanoutRunner:
         build_pacer(db, config.max_creates_per_s, config.ramp_start_per_s),
         config.max_task_bytes,
     )
-    return FanoutRunner(db, tasks, enqueuer, config)
+    return FanoutRunner(db, tasks, enqueuer, config, clock)
 
 
 def fanout_auth_settings(config: FanoutConfig) -> AuthSettings:

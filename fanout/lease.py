@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+from collections.abc import Callable
 from typing import Any
 
 from google.api_core import exceptions as gexc
@@ -28,10 +29,19 @@ class RunLease:
     """The lease for one segment of one run, held for ``duration_s`` seconds at a time."""
 
     def __init__(
-        self, client: firestore.Client, run_id: str, duration_s: float, scope: str = LEASE_SCOPE
+        self,
+        client: firestore.Client,
+        run_id: str,
+        duration_s: float,
+        scope: str = LEASE_SCOPE,
+        clock: Callable[[], dt.datetime] | None = None,
     ) -> None:
-        """Prepare the lease on ``fanout_leases/{scope}`` for run ``run_id``."""
+        """Prepare the lease on ``fanout_leases/{scope}`` for run ``run_id``.
+
+        ``clock`` gives the current UTC time (default: the real one); leases expire by it.
+        """
         self._client = client
+        self._clock = clock or _now
         self._ref = client.collection(LEASES).document(scope)
         self.run_id = run_id
         self.duration_s = duration_s
@@ -82,7 +92,7 @@ class RunLease:
 
     def _may_take(self, holder: dict[str, Any]) -> bool:
         expires = holder.get("expiresAt")
-        if expires is None or expires <= _now():
+        if expires is None or expires <= self._clock():
             return True
         return bool(holder.get("runId") == self.run_id and holder.get("handoffTo") == self.segment)
 
@@ -90,7 +100,7 @@ class RunLease:
         return {
             "runId": self.run_id,
             "segment": self.segment,
-            "expiresAt": _now() + dt.timedelta(seconds=hold_s),
+            "expiresAt": self._clock() + dt.timedelta(seconds=hold_s),
         }
 
     def _write(self, fields: dict[str, Any]) -> None:

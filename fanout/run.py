@@ -16,6 +16,7 @@ import datetime as dt
 import logging
 import time
 import uuid
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -53,9 +54,14 @@ class FanoutRunner:
         tasks: tasks_v2.CloudTasksClient,
         enqueuer: Enqueuer,
         config: FanoutConfig,
+        clock: Callable[[], dt.datetime] | None = None,
     ) -> None:
-        """Fan out orders from ``db`` through ``enqueuer`` as ``config`` says."""
+        """Fan out orders from ``db`` through ``enqueuer`` as ``config`` says.
+
+        ``clock`` gives the current UTC time the run lease expires by (default: the real one).
+        """
         self.db = db
+        self._clock = clock
         self._tasks = tasks
         self.enqueuer = enqueuer
         self._config = config
@@ -77,7 +83,7 @@ class FanoutRunner:
         selection = selection or Selection()
         summary = RunSummary(run_id=new_run_id(), trigger=trigger)
         trace = current_trace() or TraceContext.new()
-        lease = RunLease(self.db, summary.run_id, self._config.lease_s)
+        lease = RunLease(self.db, summary.run_id, self._config.lease_s, clock=self._clock)
         try:
             lease.acquire(0)
         except LeaseHeldError as exc:
@@ -116,7 +122,7 @@ class FanoutRunner:
             summary.state = str(record.get("state", ""))
             summary.message = f"run {run_id} is {summary.state}; segment {completed} completed"
             return summary
-        lease = RunLease(self.db, run_id, self._config.lease_s)
+        lease = RunLease(self.db, run_id, self._config.lease_s, clock=self._clock)
         lease.acquire(number)
         segment = Segment(
             summary,

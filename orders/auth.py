@@ -29,7 +29,7 @@ import os
 import re
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -164,11 +164,21 @@ class CertsCache:
 class CallerVerifier:
     """Verifies ``Authorization`` headers against one audience, allow-list and issuer set."""
 
-    def __init__(self, settings: AuthSettings, certs: CertsCache | None = None) -> None:
-        """Verify as ``settings`` say; ``certs`` defaults to a cache of ``settings.certs_url``."""
+    def __init__(
+        self,
+        settings: AuthSettings,
+        certs: CertsCache | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        """Verify as ``settings`` say; ``certs`` defaults to a cache of ``settings.certs_url``.
+
+        ``clock`` gives the wall-clock time in seconds since the epoch (tests pass
+        their own) and decides how long a verified token is remembered.
+        """
         self.settings = settings
+        self._clock = clock
         self.certs = certs or CertsCache(settings.certs_url)
-        # Tokens verified already, with the time.time() until which each stays valid:
+        # Tokens verified already, with the clock time until which each stays valid:
         # the queue sends one token many times, and a signature check costs CPU.
         self._verified: dict[str, tuple[Caller, float]] = {}
 
@@ -180,7 +190,7 @@ class CallerVerifier:
         """
         token = _bearer_token(authorization)
         cached = self._verified.get(token)
-        if cached is not None and time.time() <= cached[1]:
+        if cached is not None and self._clock() <= cached[1]:
             return cached[0]
         caller = self._verify(token)
         if len(self._verified) >= VERIFIED_TOKENS_KEPT:

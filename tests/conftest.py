@@ -9,20 +9,26 @@ fails them.
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
+import io
+import logging
 import os
+import shutil
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
+import grpc
 import pytest
-from google.cloud import firestore
+from google.cloud import firestore, tasks_v2
+from google.cloud.tasks_v2.services.cloud_tasks.transports import CloudTasksGrpcTransport
 
 from localcloud.errors import LocalCloudError
 from localcloud.firestore_emulator import emulator_host
 from localcloud.tasks.server import TasksEmulator
-from orders.schema import INVENTORY, ORDERS, new_order
-from tests.hypothesis_profiles import load_profile
-from tests.receiver import Receiver
+from orders.logs import JsonFormatter
+from tests.support.gcloud import Gcloud
+from tests.support.hypothesis_profiles import load_profile
+from tests.support.receiver import Receiver
 
 load_profile()  # HYPOTHESIS_PROFILE=deep for many more examples (see the README)
 
@@ -71,21 +77,53 @@ def db(project: str) -> firestore.Client:
     return firestore.Client(project=project)
 
 
-def seed_orders(
-    db: firestore.Client, count: int, prefix: str = "order", skus: int = 5
-) -> list[str]:
-    """Create ``count`` pending orders (and stock for their skus); return their ids."""
-    base = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
-    ids = [f"{prefix}-{i:05d}" for i in range(count)]
-    batch = db.batch()
-    for sku in range(skus):
-        batch.set(db.collection(INVENTORY).document(f"sku-{sku}"), {"stock": 1_000_000})
-    for i, order_id in enumerate(ids):
-        items = [{"sku": f"sku-{i % skus}", "quantity": 1 + i % 3}]
-        doc = new_order(f"c{i}@example.com", items, base + dt.timedelta(seconds=i))
-        batch.set(db.collection(ORDERS).document(order_id), doc)
-        if (i + 1) % 400 == 0:
-            batch.commit()
-            batch = db.batch()
-    batch.commit()
-    return ids
+# One Cloud Tasks emulator and official client per test module, for modules
+# that ask for ``emulator``, ``channel`` or ``client`` (a module may define its own).
+
+
+@pytest.fixture(scope="module")
+def emulator() -> Iterator[TasksEmulator]:
+    """Return one Cloud Tasks emulator per test module."""
+    with TasksEmulator() as started:
+        yield started
+
+
+@pytest.fixture(scope="module")
+def channel(emulator: TasksEmulator) -> Iterator[grpc.Channel]:
+    """Return a gRPC channel to the module's emulator."""
+    opened = grpc.insecure_channel(emulator.address)
+    yield opened
+    opened.close()
+
+
+@pytest.fixture(scope="module")
+def client(channel: grpc.Channel) -> tasks_v2.CloudTasksClient:
+    """Return the official Cloud Tasks client on the module's emulator."""
+    return tasks_v2.CloudTasksClient(transport=CloudTasksGrpcTransport(channel=channel))
+
+
+@pytest.fixture
+def captured() -> Iterator[io.StringIO]:
+    """Return the JSON log lines this test writes (root logger at INFO)."""
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(JsonFormatter())
+    root = logging.getLogger()
+    previous = root.level
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)
+    yield stream
+    root.removeHandler(handler)
+    root.setLevel(previous)
+
+
+@pytest.fixture
+def gcloud(tmp_path: Path) -> Iterator[tuple[Gcloud, TasksEmulator]]:
+    """Return the real gcloud CLI aimed at a fresh emulator's REST surface, and the emulator."""
+    binary = shutil.which("gcloud")
+    if binary is None:
+        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+            pytest.fail("gcloud is not installed (apt-get install google-cloud-cli)")
+        pytest.skip("gcloud is not installed (apt-get install google-cloud-cli)")
+    with TasksEmulator(dispatch_threads=4) as emulator:
+        yield Gcloud(binary, tmp_path / "gcloud", emulator.rest_url), emulator

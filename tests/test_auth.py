@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Iterator
 
 import pytest
@@ -26,6 +25,7 @@ from orders.errors import (
     MissingTokenError,
     SettingsError,
 )
+from tests.support.clock import FakeClock
 
 AUDIENCE = "http://worker.test"
 INVOKER = "tasks-invoker@p.iam.gserviceaccount.com"
@@ -165,14 +165,23 @@ def test_disabling_verification_warns(caplog: pytest.LogCaptureFixture) -> None:
 def test_a_verified_token_is_remembered_until_it_expires(
     issuer: LocalIssuer, other_issuer: LocalIssuer
 ) -> None:
-    verifier = verifier_for(issuer)
-    token = issuer.mint(AUDIENCE, INVOKER, lifetime_s=3 - CLOCK_SKEW_S)  # valid 3 s more
+    clock = FakeClock()
+    settings = verifier_for(issuer).settings
+    verifier = CallerVerifier(settings, clock=clock)
+    token = issuer.mint(AUDIENCE, INVOKER, lifetime_s=60)  # remembered until exp + skew
     assert verifier.verify(f"Bearer {token}").email == INVOKER
     verifier.certs = CertsCache(other_issuer.certs_url)  # keys that verify nothing of issuer's
     assert verifier.verify(f"Bearer {token}").email == INVOKER  # remembered, not re-checked
     with pytest.raises(InvalidTokenError):  # another token is checked, and fails
         verifier.verify(f"Bearer {issuer.mint(AUDIENCE, INVOKER)}")
-    verifier.certs = CertsCache(issuer.certs_url)
-    time.sleep(4.5)
-    with pytest.raises(InvalidTokenError, match=r"expired|Token used too late"):
+    clock.advance(60 + CLOCK_SKEW_S - 2)  # just before the remembered verdict runs out
+    assert verifier.verify(f"Bearer {token}").email == INVOKER
+    clock.advance(3)  # just after: the token is checked again (and these keys refuse it)
+    with pytest.raises(InvalidTokenError, match="does not verify"):
         verifier.verify(f"Bearer {token}")
+
+
+def test_an_expired_token_is_refused(issuer: LocalIssuer) -> None:
+    expired = issuer.mint(AUDIENCE, INVOKER, lifetime_s=-(CLOCK_SKEW_S + 5))
+    with pytest.raises(InvalidTokenError, match=r"expired|Token used too late"):
+        verifier_for(issuer).verify(f"Bearer {expired}")

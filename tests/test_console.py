@@ -5,7 +5,6 @@ from __future__ import annotations
 import datetime as dt
 import html
 import re
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -22,9 +21,10 @@ from orders.clients import tasks_client
 from orders.contract import TaskPayload, build_task
 from orders.schema import DEAD_LETTERS, FANOUT_RUNS, ORDERS
 from orders.settings import CloudSettings
-from tests.conftest import seed_orders
-from tests.fanout_support import SCHEDULER, make_cloud, served_fanout
-from tests.receiver import Receiver, wait_for
+from tests.support.clock import FakeClock
+from tests.support.fanout_setup import SCHEDULER, make_cloud, served_fanout
+from tests.support.receiver import Receiver, wait_for
+from tests.support.seeding import seed_orders
 
 PAGE = 2
 
@@ -170,14 +170,17 @@ def test_counts_are_kept_briefly_and_refreshed_behind_the_page() -> None:
             raise RuntimeError("the emulator went away")
         return {"pending": len(calls)}
 
-    counts = OrderCounts(counter, max_age_s=0.05)
+    clock = FakeClock(0.0)
+    counts = OrderCounts(counter, max_age_s=5, clock=clock)
     assert counts.get() == {"pending": 1}  # the first page waits for the count
+    clock.advance(5)
     assert counts.get() == {"pending": 1} and len(calls) == 1  # fresh: kept
-    time.sleep(0.1)
+    clock.advance(0.1)
     assert counts.get() == {"pending": 1}  # stale: returned at once, refreshed behind
     wait_for(lambda: counts.get() == {"pending": 2})
-    time.sleep(0.1)
+    assert len(calls) == 2  # one refresh, however often the page was asked meanwhile
+    clock.advance(6)
     counts.get()  # this refresh fails: the kept counts stay
-    wait_for(lambda: len(calls) >= 3)
-    time.sleep(0.1)
+    wait_for(lambda: len(calls) == 3)
+    assert counts.get() == {"pending": 2}  # the failed refresh changed nothing
     wait_for(lambda: counts.get() == {"pending": 4})  # and the next one succeeds

@@ -15,7 +15,6 @@ import re
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -28,6 +27,7 @@ from google.protobuf import field_mask_pb2
 from orders.clients import tasks_client, tasks_stats_client
 from orders.schema import DEAD_LETTERS, FANOUT_RUNS, ORDERS, OrderStatus
 from orders.settings import CloudSettings
+from tests.support.receiver import wait_for
 
 try:
     from selenium import webdriver
@@ -44,6 +44,7 @@ ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts" / "console
 LOCALCLOUD = str(Path(sys.executable).parent / "localcloud")
 ORDERS_SEEDED = 100
 QUEUE = "order-actions"
+BROWSER_POLL_S = 0.25  # how often the page is looked at again, seconds
 
 
 def _in_ci() -> bool:
@@ -52,17 +53,14 @@ def _in_ci() -> bool:
 
 def wait_until(check: Callable[[], Any], timeout_s: float = 60.0, what: str = "") -> Any:
     """Return the first truthy result of ``check``, polling; fail after ``timeout_s`` seconds."""
-    deadline = time.monotonic() + timeout_s
-    last: Any = None
-    while time.monotonic() < deadline:
+
+    def looked() -> Any:
         try:
-            last = check()
+            return check()
         except StaleElementReferenceException:  # the page refreshed under us: look again
-            last = None
-        if last:
-            return last
-        time.sleep(0.25)
-    pytest.fail(f"timed out after {timeout_s} s waiting for {what or check}; last: {last!r}")
+            return None
+
+    return wait_for(looked, timeout_s, what or str(check), poll_s=BROWSER_POLL_S)
 
 
 @pytest.fixture

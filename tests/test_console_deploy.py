@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.test_deploy import plan
+from tests.support.deploy_plan import plan
 
 SA = "acme-prod.iam.gserviceaccount.com"
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.receiver import wait_for
+from tests.support.receiver import wait_for
 
 ROOT = Path(__file__).resolve().parents[1]
 CONSOLE_LINE = re.compile(r"^console  (http://127\.0\.0\.1:\d+/)$", re.MULTILINE)

@@ -4,33 +4,15 @@ flags files applied by the real gcloud to the emulator's REST surface.
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
 import pytest
 
 from localcloud.tasks.server import TasksEmulator
-from tests.test_tasks_gcloud import Gcloud
-from tests.test_tasks_gcloud import gcloud as gcloud  # the fixture, re-exported
+from tests.support.deploy_plan import plan
+from tests.support.gcloud import Gcloud
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def plan(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    # A gcloud that records any call: the dry run must make none.
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir(exist_ok=True)
-    fake = bin_dir / "gcloud"
-    fake.write_text(f"#!/bin/sh\necho called >> {tmp_path / 'gcloud-called'}\nexit 99\n")
-    fake.chmod(0o755)
-    env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "HOME": str(tmp_path)}
-    return subprocess.run(
-        ["bash", str(ROOT / "deploy" / "deploy.sh"), *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
 
 
 def test_the_dry_run_prints_every_step_and_calls_nothing(tmp_path: Path) -> None:

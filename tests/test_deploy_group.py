@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from tests.test_deploy import ROOT, plan
+from tests.support.deploy_plan import ROOT, plan
 
 G = "gcloud --project=acme --quiet"
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import requests
 from google.cloud import firestore
 from google.cloud.firestore_v1.base_query import FieldFilter
@@ -13,10 +11,10 @@ from fanout.config import FanoutConfig
 from fanout.marking import mark_queued
 from localcloud.tasks.server import TasksEmulator
 from orders.schema import INVENTORY, ORDERS, OUTBOX
-from tests.conftest import seed_orders
-from tests.fanout_support import make_cloud, scheduler_headers, served_fanout
-from tests.receiver import Receiver, wait_for
-from tests.worker_setup import queue_worker
+from tests.support.fanout_setup import make_cloud, scheduler_headers, served_fanout
+from tests.support.receiver import Receiver, wait_for
+from tests.support.seeding import seed_orders
+from tests.support.worker_setup import queue_worker
 
 
 def test_fanning_out_the_same_orders_twice_creates_each_task_once(
@@ -43,7 +41,9 @@ def test_fanning_out_the_same_orders_twice_creates_each_task_once(
     second = runner.run("test")
     assert (second.orders, second.tasks_created, second.deduplicated) == (120, 0, 360)
     wait_for(lambda: tasks_emulator.stats()["succeeded"] >= 360, timeout_s=60)
-    time.sleep(0.3)  # any stray second delivery would arrive now
+    stats = tasks_emulator.stats()
+    assert (stats["queued"], stats["in_flight"]) == (0, 0)  # nothing left to arrive later
+    assert stats["succeeded"] == 360
     names = [r.headers["x-cloudtasks-taskname"] for r in receiver.at("/tasks")]
     assert len(names) == 360 and len(set(names)) == 360
 

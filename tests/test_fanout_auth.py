@@ -11,8 +11,8 @@ from google.cloud import firestore
 from fanout.config import FanoutConfig
 from localcloud.tasks.server import TasksEmulator
 from orders.schema import FANOUT_RUNS
-from tests.fanout_support import SCHEDULER, make_cloud, served_fanout
-from tests.servers import ServerThread
+from tests.support.fanout_setup import SCHEDULER, make_cloud, served_fanout
+from tests.support.servers import ServerThread
 
 
 @pytest.fixture

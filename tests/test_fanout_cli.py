@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import time
 from typing import Any
 
 import pytest
@@ -16,11 +15,12 @@ from google.cloud import firestore
 from fanout.cli import main
 from fanout.config import FanoutConfig
 from fanout.lease import RunLease
+from fanout.selection import QUEUED_AT
 from localcloud.tasks.server import TasksEmulator
 from orders.schema import FANOUT_RUNS, ORDERS
 from orders.settings import CloudSettings
-from tests.conftest import seed_orders
-from tests.fanout_support import SCHEDULER, make_cloud, served_fanout
+from tests.support.fanout_setup import SCHEDULER, make_cloud, served_fanout
+from tests.support.seeding import seed_orders
 
 BASE = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)  # seed_orders' first createdAt
 
@@ -101,8 +101,12 @@ def test_a_redrive_re_enqueues_stuck_orders_with_the_next_generation(
     col.document(ids[1]).update({"actions.send_confirmation.state": "done"})  # partly done
     nothing_yet = fanout(cloud, "backfill", "--redrive-after", "1h", "--json")
     assert summary_of(nothing_yet)["orders"] == 0  # queued only moments ago
-    time.sleep(1.5)
-    result = fanout(cloud, "backfill", "--redrive-after", "1s", "--json")
+    two_hours_ago = dt.datetime.now(dt.UTC) - dt.timedelta(hours=2)
+    batch = db.batch()  # two hours pass: the orders were queued that long ago
+    for order_id in ids:
+        batch.update(col.document(order_id), {QUEUED_AT: two_hours_ago})
+    batch.commit()
+    result = fanout(cloud, "backfill", "--redrive-after", "1h", "--json")
     assert result.exit_code == 0, result.output
     summary = summary_of(result)
     assert summary["orders"] == 11

@@ -6,7 +6,6 @@ one would.
 from __future__ import annotations
 
 import threading
-import time
 from collections import Counter
 from collections.abc import Iterator
 from concurrent import futures
@@ -25,7 +24,10 @@ from localcloud.tasks.server import TasksEmulator
 from orders.clients import tasks_client
 from orders.contract import TaskPayload, build_task
 from orders.settings import CloudSettings
-from tests.fanout_support import make_cloud
+from tests.support.clock import FakeClock
+from tests.support.fanout_setup import make_cloud
+
+OVERLAP_WAIT_S = 2.0  # how long the proxy holds a call for another to overlap it, seconds
 
 
 class Proxy(grpc.GenericRpcHandler):
@@ -38,6 +40,7 @@ class Proxy(grpc.GenericRpcHandler):
         self.calls: Counter[str] = Counter()
         self.in_flight = 0
         self.max_in_flight = 0
+        self.overlapped = threading.Event()  # set once two calls were in flight at once
         self._lock = threading.Lock()
 
     def service(self, details: grpc.HandlerCallDetails) -> Any:
@@ -53,12 +56,17 @@ class Proxy(grpc.GenericRpcHandler):
                     self.fail_first -= 1
                 self.in_flight += 1
                 self.max_in_flight = max(self.max_in_flight, self.in_flight)
+                if self.in_flight > 1:
+                    self.overlapped.set()
             try:
                 if name == "BatchCreateTasks" and self.refuse_batches:
                     context.abort(grpc.StatusCode.UNIMPLEMENTED, "BatchCreateTasks is unknown here")
                 if failing:
                     context.abort(grpc.StatusCode.UNAVAILABLE, "overloaded, try again")
-                time.sleep(0.01)  # a little latency, so concurrent calls overlap
+                # Hold the call until another one is in flight too; a client that sends
+                # one at a time makes the first wait time out, and the rest pass.
+                if not self.overlapped.wait(OVERLAP_WAIT_S):
+                    self.overlapped.set()
                 try:
                     return bytes(forward_call(request))
                 except grpc.RpcError as exc:
@@ -140,34 +148,21 @@ def test_a_creation_rate_cap_paces_the_creations(
     assert all(r.outcome is Created.CREATED for r in results)
 
 
-class FakeClock:
-    """Time that moves only when the cap sleeps."""
-
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.now += seconds
-
-
 @pytest.mark.parametrize(("rate", "count", "seconds"), [(100.0, 300, 2.0), (0.5, 3, 4.0)])
 def test_the_cap_lets_one_seconds_worth_through_then_paces_the_rest(
     rate: float, count: int, seconds: float
 ) -> None:
-    clock = FakeClock()
+    clock = FakeClock(0.0)
     cap = CreationRateCap(rate, clock=clock, sleep=clock.sleep)
     for _ in range(count):
         cap.take(1)
-    assert clock.now == pytest.approx(seconds)
+    assert clock.now_s == pytest.approx(seconds)
 
 
 def test_the_rate_cap_is_off_at_zero() -> None:
-    clock = FakeClock()
+    clock = FakeClock(0.0)
     CreationRateCap(0, clock=clock, sleep=clock.sleep).take(1_000_000)
-    assert clock.now == 0.0
+    assert clock.now_s == 0.0
 
 
 class ScriptedClient:

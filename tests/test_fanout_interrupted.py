@@ -24,9 +24,9 @@ from fanout.cli import main
 from fanout.status import status_report
 from localcloud.tasks.server import TasksEmulator
 from orders.schema import FANOUT_RUNS, ORDERS
-from tests.conftest import seed_orders
-from tests.fanout_support import make_cloud
-from tests.receiver import wait_for
+from tests.support.fanout_setup import make_cloud
+from tests.support.receiver import wait_for
+from tests.support.seeding import seed_orders
 
 ORDERS_SEEDED = 800
 PAGE_SIZE = 100  # 8 pages: fewer than the markings in flight, as in the reported bug

@@ -5,7 +5,6 @@ the time budget and its continuation, single flight, run records and per-order f
 from __future__ import annotations
 
 import threading
-import time
 
 import requests
 from google.cloud import firestore
@@ -18,9 +17,10 @@ from fanout.selection import Selection
 from fanout.summary import RunSummary
 from localcloud.tasks.server import TasksEmulator
 from orders.schema import FANOUT_RUNS, ORDERS
-from tests.conftest import seed_orders
-from tests.fanout_support import make_cloud, scheduler_headers, served_fanout
-from tests.receiver import Receiver, wait_for
+from tests.support.clock import FakeClock
+from tests.support.fanout_setup import make_cloud, scheduler_headers, served_fanout
+from tests.support.receiver import Receiver, wait_for
+from tests.support.seeding import seed_orders
 
 
 def statuses(db: firestore.Client) -> dict[str, str]:
@@ -118,15 +118,19 @@ def test_a_second_run_while_one_holds_the_lease_is_skipped_until_the_lease_expir
 ) -> None:
     seed_orders(db, 15)
     cloud = make_cloud(project, tasks_emulator, "http://127.0.0.1:9")
-    runner = build_runner(FanoutConfig(cloud=cloud, log_level="WARNING"))
-    crashed = RunLease(db, "crashed-run", duration_s=1.0)
+    clock = FakeClock()
+    runner = build_runner(FanoutConfig(cloud=cloud, log_level="WARNING"), clock=clock.utc)
+    crashed = RunLease(db, "crashed-run", duration_s=60, clock=clock.utc)
     crashed.acquire(0)  # and never renews nor releases: it crashed
     skipped = runner.run("test")
     assert skipped.state == "skipped" and skipped.orders == 0
     assert "crashed-run" in skipped.message
     assert set(statuses(db).values()) == {"pending"}
     assert db.collection(FANOUT_RUNS).document(skipped.run_id).get().get("state") == "skipped"
-    time.sleep(1.2)
+    clock.advance(59)
+    still_held = runner.run("test")
+    assert still_held.state == "skipped" and "crashed-run" in still_held.message
+    clock.advance(2)
     taken_over = runner.run("test")
     assert (taken_over.state, taken_over.orders, taken_over.tasks_created) == ("finished", 15, 45)
 

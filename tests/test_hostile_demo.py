@@ -14,8 +14,8 @@ from google.cloud import firestore
 
 from localcloud.stack import SCHEDULER_EMAIL, LocalStack, StackOptions
 from orders.schema import INVENTORY, LEDGER, ORDERS, OUTBOX
-from tests.hostile_support import HOSTILE_ORDER_IDS, SKU, seed_named_orders
-from tests.receiver import wait_for
+from tests.support.hostile import HOSTILE_ORDER_IDS, SKU, seed_named_orders
+from tests.support.receiver import wait_for
 from worker.outbox import outbox_key
 
 COMPLETION_TIMEOUT_S = 120.0

@@ -20,7 +20,6 @@ from google.cloud import tasks_v2
 
 from localcloud.tasks.server import TasksEmulator
 
-pytest_plugins = ("tests.emulator_fixtures",)  # emulator, channel, client: one per module
 LOCATION = "projects/hostile/locations/us-central1"
 TARGET = "http://127.0.0.1:9/tasks"  # never dispatched: the queues here are paused
 Task = tasks_v2.Task.pb()

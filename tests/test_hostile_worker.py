@@ -13,8 +13,8 @@ from google.cloud import firestore
 
 from orders.contract import TaskPayload
 from orders.schema import ACTIONS, DEAD_LETTERS, ORDERS, OUTBOX
-from tests.hostile_support import HOSTILE_ORDER_IDS, Stack, seed_named_orders, worker_stack
-from tests.worker_setup import Sender
+from tests.support.hostile import HOSTILE_ORDER_IDS, Stack, seed_named_orders, worker_stack
+from tests.support.worker_setup import Sender
 from worker.errors import TransientTaskError
 from worker.outbox import outbox_key
 from worker.rejections import Rejections

@@ -30,9 +30,8 @@ from hypothesis import strategies as st
 from localcloud.tasks.paging import encode_page_token
 from localcloud.tasks.server import TasksEmulator
 from localcloud.tasks.service import INTERNAL_MESSAGE
-from tests.receiver import Receiver
+from tests.support.receiver import Receiver, wait_for
 
-pytest_plugins = ("tests.emulator_fixtures",)  # emulator, channel, client: one per module
 LOCATION = "projects/hypothesis/locations/us-central1"
 ALLOWED = (
     exceptions.InvalidArgument,
@@ -217,19 +216,20 @@ def check_accepted_task(
 
 def assert_dispatched(client: tasks_v2.CloudTasksClient, name: str) -> None:
     """Wait until the attempt got an HTTP answer (the task is gone, or it records the status)."""
-    deadline = time.monotonic() + DISPATCH_WAIT_S
-    while time.monotonic() < deadline:
+
+    def answered() -> bool:
         try:
             task = client.get_task(name=name)
         except exceptions.NotFound:
-            return  # the receiver answered 2xx: done
+            return True  # the receiver answered 2xx: done
         message = task.last_attempt.response_status.message
         assert not UNSENDABLE.search(message), f"the dispatcher could not send {name}: {message}"
         if message:  # an answer, or a connection the target refused (an overridden port)
             client.delete_task(name=name)
-            return
-        time.sleep(0.02)
-    raise AssertionError(f"{name} was not dispatched within {DISPATCH_WAIT_S} s")
+            return True
+        return False
+
+    wait_for(answered, DISPATCH_WAIT_S)
 
 
 @dataclass(frozen=True)

@@ -25,8 +25,8 @@ from hypothesis import strategies as st
 from orders.contract import TaskPayload, task_id
 from orders.errors import PayloadError
 from orders.schema import ACTIONS, DEAD_LETTERS, ORDERS
-from tests.hostile_support import HOSTILE_ORDER_IDS, seed_named_orders, worker_stack
-from tests.worker_setup import QUEUE, Sender
+from tests.support.hostile import HOSTILE_ORDER_IDS, seed_named_orders, worker_stack
+from tests.support.worker_setup import QUEUE, Sender
 
 SEEDED = ("plain-order", *HOSTILE_ORDER_IDS[:4])
 _names = itertools.count()

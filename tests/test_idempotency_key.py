@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from orders.contract import ACTION_PATTERN
-from tests.hostile_support import LONG_ID
+from tests.support.hostile import LONG_ID
 from worker.outbox import MAX_KEY_CHARS, outbox_key
 
 # Order ids as Firestore documents hold them: any text that UTF-8 can carry.

@@ -5,16 +5,14 @@ from __future__ import annotations
 import io
 import json
 import logging
-from collections.abc import Iterator
 
-import pytest
 import requests
 from google.cloud import firestore
 
 from fanout.config import FanoutConfig
 from localcloud.tasks.server import TasksEmulator
 from orders.logs import JsonFormatter, PlainFormatter, trace_fields
-from tests.fanout_support import make_cloud, scheduler_headers, served_fanout
+from tests.support.fanout_setup import make_cloud, scheduler_headers, served_fanout
 
 
 def test_the_trace_header_becomes_cloud_loggings_trace_fields() -> None:
@@ -52,20 +50,6 @@ def test_people_at_a_terminal_get_plain_lines() -> None:
     line = PlainFormatter().format(make_record(orderId="o-1"))
     assert "ERROR" in line and "order not queued: reason" in line and "orderId=o-1" in line
     assert not line.startswith("{")
-
-
-@pytest.fixture
-def captured() -> Iterator[io.StringIO]:
-    stream = io.StringIO()
-    handler = logging.StreamHandler(stream)
-    handler.setFormatter(JsonFormatter())
-    root = logging.getLogger()
-    previous = root.level
-    root.addHandler(handler)
-    root.setLevel(logging.INFO)
-    yield stream
-    root.removeHandler(handler)
-    root.setLevel(previous)
 
 
 def test_a_requests_log_lines_carry_its_trace(

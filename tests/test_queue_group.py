@@ -22,7 +22,7 @@ from orders.errors import SettingsError
 from orders.queue_group import accepted_queue_ids, queue_for_task, queue_ids, queue_index
 from orders.schema import ACTIONS, ORDERS
 from orders.settings import CloudSettings
-from tests.conftest import seed_orders
+from tests.support.seeding import seed_orders
 from worker.config import WorkerConfig
 from worker.delivery import Delivery
 from worker.errors import ForeignQueueError

@@ -18,7 +18,7 @@ from google.oauth2 import id_token
 
 from localcloud.oidc import LocalIssuer
 from localcloud.scheduler import LocalScheduler, SchedulerConfigError, SchedulerJob
-from tests.receiver import Receiver, wait_for
+from tests.support.receiver import Receiver, wait_for
 
 ROOT = Path(__file__).resolve().parents[1]
 OK = {"--schedule": "* * * * *", "--uri": "http://x/"}

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -19,32 +18,16 @@ from localcloud.tasks.delivery import (
     parse_retry_after_s,
     retry_reason,
 )
-from localcloud.tasks.model import TaskRecord
-from localcloud.tasks.retry import RetryPolicy
-
-
-def make_task(url: str = "http://127.0.0.1:9/x", **fields: Any) -> TaskRecord:
-    values: dict[str, Any] = {
-        "name": "projects/p/locations/l/queues/q/tasks/t",
-        "url": url,
-        "http_method": 1,
-        "headers": {},
-        "body": b"",
-        "schedule_time_s": 1_700_000_000.25,
-        "create_time_s": 1_700_000_000.0,
-        "dispatch_deadline_s": 600.0,
-        "retry": RetryPolicy(),
-        "dispatch_count": 1,
-    }
-    values.update(fields)
-    return TaskRecord(**values)
+from tests.support.builders import make_task
 
 
 @pytest.fixture
 def slow_server() -> Iterator[str]:
+    answer = threading.Event()  # set after the test: until then no answer comes
+
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self) -> None:
-            time.sleep(0.5)
+            answer.wait(10)
             self.send_response(200)
             self.send_header("Content-Length", "0")
             self.end_headers()
@@ -57,6 +40,7 @@ def slow_server() -> Iterator[str]:
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
     thread.start()
     yield f"http://127.0.0.1:{server.server_address[1]}/slow"
+    answer.set()
     server.shutdown()
     server.server_close()
     thread.join(5)

@@ -16,8 +16,8 @@ from google.oauth2 import id_token
 
 from localcloud.tasks.child import EmulatorChild
 from localcloud.tasks.errors import EmulatorStartError
-from tests.conformance.builders import gone, http_task, later
-from tests.conformance.target import Reply, Target, eventually
+from tests.support.builders import gone, http_task, later
+from tests.support.receiver import Receiver, Reply, wait_for
 
 LOCATION = "projects/durable/locations/us-central1"
 QUEUE = f"{LOCATION}/queues/orders"
@@ -51,14 +51,14 @@ def config(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def target() -> Iterator[Target]:
-    started = Target()
+def target() -> Iterator[Receiver]:
+    started = Receiver()
     yield started
     started.close()
 
 
 def test_sigkill_loses_no_task_keeps_reservations_and_redelivers_in_flight(
-    tmp_path: Path, config: Path, target: Target
+    tmp_path: Path, config: Path, target: Receiver
 ) -> None:
     db = tmp_path / "tasks.sqlite3"
     first = start(db, config)
@@ -87,7 +87,7 @@ def test_sigkill_loses_no_task_keeps_reservations_and_redelivers_in_flight(
         in_flight = [f"{QUEUE}/tasks/slow-{i}" for i in range(3)]
         for name in in_flight:
             client.create_task(parent=QUEUE, task=http_task(name, target.url("/slow")))
-        eventually(lambda: len(target.at("/slow")) == 3 and gone(client, done["name"]), 20)
+        wait_for(lambda: len(target.at("/slow")) == 3 and gone(client, done["name"]), 20)
         with pytest.raises(EmulatorStartError):  # one file, one emulator
             start(db, config)
     finally:
@@ -102,7 +102,7 @@ def test_sigkill_loses_no_task_keeps_reservations_and_redelivers_in_flight(
             client.create_task(parent=QUEUE, task=deleted)
         again = client.batch_create_tasks(request=batch)  # request_id: the first result
         assert again.operation == operation and not again.metadata.failed_requests
-        eventually(lambda: len(target.at("/slow")) == 6, 20)
+        wait_for(lambda: len(target.at("/slow")) == 6, 20)
         redelivered = target.at("/slow")[3:]
         assert sorted(h.headers["x-cloudtasks-taskname"] for h in redelivered) == [
             "slow-0",
@@ -110,7 +110,7 @@ def test_sigkill_loses_no_task_keeps_reservations_and_redelivers_in_flight(
             "slow-2",
         ]
         assert {h.headers["x-cloudtasks-taskretrycount"] for h in redelivered} == {"1"}
-        eventually(lambda: all(gone(client, name) for name in in_flight), 20)
+        wait_for(lambda: all(gone(client, name) for name in in_flight), 20)
         listed = {t.name for t in client.list_tasks(parent=QUEUE)}
         assert listed == {*queued, f"{QUEUE}/tasks/batched"}
         later_task = client.get_task(name=queued[0])
@@ -121,7 +121,7 @@ def test_sigkill_loses_no_task_keeps_reservations_and_redelivers_in_flight(
 
 
 def test_a_restart_on_the_same_db_keeps_the_oidc_key_and_issuer(
-    tmp_path: Path, config: Path, target: Target
+    tmp_path: Path, config: Path, target: Receiver
 ) -> None:
     db = tmp_path / "tasks.sqlite3"
     audience = "https://worker.example"
@@ -134,7 +134,7 @@ def test_a_restart_on_the_same_db_keeps_the_oidc_key_and_issuer(
         child.client.create_task(
             parent=QUEUE, task=http_task("", target.url(path), oidc_token=oidc)
         )
-        eventually(lambda: target.at(path) != [], 20.0)
+        wait_for(lambda: target.at(path) != [], 20.0)
         return target.at(path)[0].headers["authorization"].removeprefix("Bearer ")
 
     first = start(db, config)

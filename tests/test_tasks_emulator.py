@@ -28,8 +28,10 @@ from google.longrunning import operations_pb2
 
 from localcloud.oidc import LocalIssuer
 from localcloud.tasks.server import TasksEmulator
-from tests.conformance.builders import http_task, later
-from tests.receiver import Receiver, wait_for
+from localcloud.tasks.sqlite_task_store import MEMORY, SqliteTaskStore
+from tests.support.builders import http_task, later
+from tests.support.clock import FakeClock
+from tests.support.receiver import Receiver, wait_for
 
 LOCATION = "projects/test-project/locations/us-central1"
 _queue_ids = itertools.count(1)
@@ -116,16 +118,19 @@ def test_already_exists_for_live_finished_and_deleted_names(
 
 
 def test_reservation_expires(issuer: LocalIssuer, receiver: Receiver) -> None:
-    with TasksEmulator(issuer=issuer, reservation_s=0.2) as emulator:
+    clock = FakeClock()
+    store = SqliteTaskStore(MEMORY, reservation_s=60, clock=clock)
+    with TasksEmulator(issuer=issuer, store=store) as emulator:
         channel = grpc.insecure_channel(emulator.address)
         client = tasks_v2.CloudTasksClient(transport=CloudTasksGrpcTransport(channel=channel))
         queue = make_queue(client)
-        task = http_task(f"{queue.name}/tasks/t", receiver.url("/x"), schedule_time=later(60))
+        task = http_task(f"{queue.name}/tasks/t", receiver.url("/x"), schedule_time=later(3600))
         client.create_task(parent=queue.name, task=task)
         client.delete_task(name=task["name"])
+        clock.advance(59)  # the name is still reserved
         with pytest.raises(exceptions.AlreadyExists):
             client.create_task(parent=queue.name, task=task)
-        time.sleep(0.3)
+        clock.advance(2)  # and no longer
         client.create_task(parent=queue.name, task=task)
         channel.close()
 
@@ -291,15 +296,22 @@ def test_deleting_a_queue_while_dispatching(
     emulator: TasksEmulator, client: tasks_v2.CloudTasksClient, receiver: Receiver
 ) -> None:
     queue = make_queue(client, max_concurrent_dispatches=1)
-    receiver.delay_s = 0.2
+    receiver.delays_s["/del"] = 0.2
     client.batch_create_tasks(
         parent=queue.name,
         requests=[{"task": http_task("", receiver.url("/del"))} for _ in range(5)],
     )
     wait_for(lambda: len(receiver.at("/del")) == 1)
     client.delete_queue(name=queue.name)
-    time.sleep(0.4)
+    wait_for(lambda: emulator.stats()["in_flight"] == 0)  # the first answer is in
+    # Anything the deleted queue still sent would go out now; a task of another
+    # queue, created after, arriving proves the dispatcher has moved on.
+    control = make_queue(client)
+    client.create_task(parent=control.name, task=http_task("", receiver.url("/control")))
+    receiver.wait_at("/control", 1)
+    wait_for(lambda: emulator.stats()["in_flight"] == 0)
     assert len(receiver.at("/del")) == 1
+    assert emulator.stats()["dispatches"] == 2  # the first of the deleted queue, the control
     with pytest.raises(exceptions.NotFound):
         client.list_tasks(parent=queue.name)
 

@@ -8,20 +8,12 @@ under CI=true, where it fails.
 
 from __future__ import annotations
 
-import json
-import os
-import shutil
-import subprocess
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
-
-import pytest
 
 from localcloud.tasks.server import TasksEmulator
-from tests.conformance.target import Target, eventually
+from tests.support.gcloud import PROJECT, Gcloud
+from tests.support.receiver import Receiver, wait_for
 
-PROJECT = "gcloud-test"
 LOCATION = "us-central1"
 FLAGS = """
 --location: us-central1
@@ -36,62 +28,18 @@ FLAGS = """
 """
 
 
-class Gcloud:
-    """Runs ``gcloud`` with its own config directory, pointed at the emulator."""
-
-    def __init__(self, binary: str, config_dir: Path, endpoint: str) -> None:
-        self.binary = binary
-        self.env = {
-            **os.environ,
-            "CLOUDSDK_CONFIG": str(config_dir),
-            "CLOUDSDK_CORE_DISABLE_PROMPTS": "1",
-            "CLOUDSDK_CORE_DISABLE_USAGE_REPORTING": "1",
-            "CLOUDSDK_COMPONENT_MANAGER_DISABLE_UPDATE_CHECK": "1",
-        }
-        self.run("config", "set", "api_endpoint_overrides/cloudtasks", endpoint)
-        self.run("config", "set", "auth/disable_credentials", "true")
-        self.run("config", "set", "core/project", PROJECT)
-
-    def run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        done = subprocess.run(
-            [self.binary, *args],
-            env=self.env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-            stdin=subprocess.DEVNULL,
-        )
-        if check and done.returncode != 0:
-            raise AssertionError(f"gcloud {' '.join(args)} failed: {done.stderr}")
-        return done
-
-    def json(self, *args: str) -> Any:
-        return json.loads(self.run(*args, "--format=json").stdout)
-
-
-@pytest.fixture
-def gcloud(tmp_path: Path) -> Iterator[tuple[Gcloud, TasksEmulator]]:
-    binary = shutil.which("gcloud")
-    if binary is None:
-        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-            pytest.fail("gcloud is not installed (apt-get install google-cloud-cli)")
-        pytest.skip("gcloud is not installed (apt-get install google-cloud-cli)")
-    with TasksEmulator(dispatch_threads=4) as emulator:
-        yield Gcloud(binary, tmp_path / "gcloud", emulator.rest_url), emulator
-
-
 def test_gcloud_queues_and_tasks_commands(
     gcloud: tuple[Gcloud, TasksEmulator], tmp_path: Path
 ) -> None:
     g, _ = gcloud
-    target = Target()
+    target = Receiver()
     try:
         _queues_and_tasks(g, target, tmp_path)
     finally:
         target.close()
 
 
-def _queues_and_tasks(g: Gcloud, target: Target, tmp_path: Path) -> None:
+def _queues_and_tasks(g: Gcloud, target: Receiver, tmp_path: Path) -> None:
     flags = tmp_path / "queue.yaml"
     flags.write_text(FLAGS)
     loc = f"--location={LOCATION}"
@@ -142,7 +90,7 @@ def _queues_and_tasks(g: Gcloud, target: Target, tmp_path: Path) -> None:
     assert task["httpRequest"]["url"] == target.url("/g")
     assert task["httpRequest"]["headers"]["Content-Type"] == "application/json"
     g.run("tasks", "run", "t1", *queue_flags)  # runs although the queue is paused
-    eventually(lambda: len(target.at("/g")) == 1, 20)
+    wait_for(lambda: len(target.at("/g")) == 1, 20)
     hit = target.at("/g")[0]
     assert hit.body == b'{"a": 1}' and hit.headers["authorization"].startswith("Bearer ")
     assert hit.headers["x-queue"] == "q1"  # the queue's header override

@@ -10,7 +10,7 @@ from google.cloud import tasks_v2
 from localcloud.tasks.errors import InvalidArgumentError
 from localcloud.tasks.override import apply_override, override_from_pb
 from localcloud.tasks.retry import RetryPolicy
-from tests.test_tasks_delivery import make_task
+from tests.support.builders import make_task
 
 
 def target(**fields: Any) -> Any:

@@ -17,11 +17,10 @@ from fanout.run import _run_trace
 from localcloud.tasks.server import TasksEmulator
 from orders.logs import TraceContext
 from orders.schema import FANOUT_RUNS, ORDERS
-from tests.conftest import seed_orders
-from tests.fanout_support import make_cloud, scheduler_headers, served_fanout
-from tests.receiver import wait_for
-from tests.test_logs import captured  # noqa: F401  (the fixture: JSON log lines of this test)
-from tests.worker_setup import queue_worker
+from tests.support.fanout_setup import make_cloud, scheduler_headers, served_fanout
+from tests.support.receiver import wait_for
+from tests.support.seeding import seed_orders
+from tests.support.worker_setup import queue_worker
 
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
 
@@ -49,7 +48,7 @@ def test_a_runs_fan_out_and_every_delivery_log_under_one_trace(
     db: firestore.Client,
     project: str,
     tasks_emulator: TasksEmulator,
-    captured: io.StringIO,  # noqa: F811  (the fixture imported above)
+    captured: io.StringIO,
     incoming: str,
 ) -> None:
     seed_orders(db, 12, skus=2)

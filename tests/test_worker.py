@@ -7,9 +7,8 @@ import json
 import os
 import signal
 import sys
-import time
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import Any
 
@@ -24,10 +23,10 @@ from localcloud.warehouse import WarehouseReceiver
 from orders.contract import TaskPayload
 from orders.schema import ACTIONS, DEAD_LETTERS, INVENTORY, LEDGER, ORDERS, OUTBOX
 from orders.writes import Writes
-from tests.conftest import seed_orders
-from tests.receiver import wait_for
-from tests.servers import ServerThread
-from tests.worker_setup import AUDIENCE, INVOKER, QUEUE, Sender, worker_config
+from tests.support.receiver import wait_for
+from tests.support.seeding import seed_orders
+from tests.support.servers import ServerThread
+from tests.support.worker_setup import AUDIENCE, INVOKER, QUEUE, Sender, worker_config
 from worker.actions import REGISTRY, ActionContext
 from worker.actions.confirmation import send_confirmation
 from worker.actions.inventory import update_inventory
@@ -145,7 +144,7 @@ def test_a_killed_delivery_is_completed_after_its_lease(
         "certs_url": issuer.certs_url,
         "warehouse_url": warehouse.url,
     }
-    argv = [sys.executable, "-m", "tests.worker_setup", json.dumps(spec)]
+    argv = [sys.executable, "-m", "tests.support.worker_setup", json.dumps(spec)]
     doomed = ManagedProcess("doomed-worker", argv, tmp_path / "worker.log")
     doomed.start()
     try:
@@ -389,7 +388,7 @@ def test_a_slow_live_delivery_keeps_its_claim_past_the_lease(
         busy: list[requests.Response] = []
         while not slow.done():  # redeliveries meanwhile, after the first lease has run out too
             busy.append(worker.deliver(payload, retry_count=1))
-            time.sleep(0.1)
+            wait([slow], timeout=0.1)  # the next redelivery, or the slow one's answer
         done = slow.result(timeout=60)
     assert (done.status_code, done.json()["outcome"]) == (200, "done")
     assert busy and all((a.status_code, a.json()["outcome"]) == (409, "busy") for a in busy[:-1])

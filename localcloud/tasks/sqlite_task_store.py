@@ -20,7 +20,7 @@ from __future__ import annotations
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
@@ -102,8 +102,15 @@ class SqliteTaskStore(TaskStore):
     (wall-clock, so reservations survive a restart).
     """
 
-    def __init__(self, path: str | Path = MEMORY, reservation_s: float = DEFAULT_RESERVATION_S):
+    def __init__(
+        self,
+        path: str | Path = MEMORY,
+        reservation_s: float = DEFAULT_RESERVATION_S,
+        clock: Callable[[], float] = time.time,
+    ):
+        """Open the store at ``path``; ``clock`` (epoch seconds) times reservations."""
         self.path = str(path)
+        self._clock = clock
         self.reservation_s = reservation_s
         if self.path != MEMORY:
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
@@ -227,7 +234,7 @@ class SqliteTaskStore(TaskStore):
         """Add tasks one by one; per task return a copy of it or the error it raised."""
         results: list[TaskRecord | TasksEmulatorError] = []
         ready: list[tuple[str, float]] = []
-        now_s = time.time()
+        now_s = self._clock()
         with self._tx() as db:
             self._prune_reservations(db, now_s)
             known: set[str] = set()
@@ -439,7 +446,7 @@ class SqliteTaskStore(TaskStore):
 
     def _reserve(self, db: sqlite3.Connection, names: list[str]) -> None:
         """Reserve ``names`` for :attr:`reservation_s` seconds from now."""
-        expires_s = time.time() + self.reservation_s
+        expires_s = self._clock() + self.reservation_s
         db.executemany(
             "INSERT OR REPLACE INTO reservations VALUES (?, ?)", [(n, expires_s) for n in names]
         )

@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import datetime
-import time
 
 import pytest
 from google.api_core import exceptions
 from google.cloud import tasks_v2
 from google.protobuf import field_mask_pb2
 
-from tests.conformance.builders import http_task, later
-from tests.conformance.conftest import Cloud
-from tests.conformance.target import Target, eventually
+from tests.support.builders import http_task, later
+from tests.support.conformance_cloud import Cloud
+from tests.support.receiver import Receiver, wait_for
 
 
 def test_defaults_crud_and_not_found(cloud: Cloud) -> None:
@@ -72,19 +71,22 @@ def test_update_queue_changes_only_the_masked_fields(cloud: Cloud) -> None:
         cloud.client.update_queue(queue=update, update_mask=bad)
 
 
-def test_pause_holds_dispatch_until_resume(cloud: Cloud, target: Target) -> None:
+def test_pause_holds_dispatch_until_resume(cloud: Cloud, target: Receiver) -> None:
     queue = cloud.make_queue()
+    running = cloud.make_queue()
     paused = cloud.client.pause_queue(name=queue.name)
     assert paused.state == tasks_v2.Queue.State.PAUSED
     cloud.client.create_task(parent=queue.name, task=http_task("", target.url("/paused")))
-    time.sleep(1.0)
+    # The same task in a running queue, created after, arrives: the paused one would have.
+    cloud.client.create_task(parent=running.name, task=http_task("", target.url("/running")))
+    target.wait_at("/running", 1, cloud.wait_s)
     assert target.at("/paused") == []
     resumed = cloud.client.resume_queue(name=queue.name)
     assert resumed.state == tasks_v2.Queue.State.RUNNING
-    eventually(lambda: len(target.at("/paused")) == 1, cloud.wait_s)
+    wait_for(lambda: len(target.at("/paused")) == 1, cloud.wait_s)
 
 
-def test_purge_deletes_every_task(cloud: Cloud, target: Target) -> None:
+def test_purge_deletes_every_task(cloud: Cloud, target: Receiver) -> None:
     queue = cloud.make_queue()
     for i in range(3):
         cloud.client.create_task(
@@ -93,12 +95,12 @@ def test_purge_deletes_every_task(cloud: Cloud, target: Target) -> None:
         )
     purged = cloud.client.purge_queue(name=queue.name)
     assert purged.purge_time.timestamp() > 0
-    eventually(lambda: list(cloud.client.list_tasks(parent=queue.name)) == [], cloud.wait_s)
+    wait_for(lambda: list(cloud.client.list_tasks(parent=queue.name)) == [], cloud.wait_s)
     with pytest.raises(exceptions.NotFound):
         cloud.client.get_task(name=f"{queue.name}/tasks/p0")
 
 
-def test_queue_stats_with_read_mask(cloud: Cloud, target: Target) -> None:
+def test_queue_stats_with_read_mask(cloud: Cloud, target: Receiver) -> None:
     queue = cloud.make_queue()
     cloud.client.pause_queue(name=queue.name)
     first = later(300)

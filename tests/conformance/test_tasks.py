@@ -11,9 +11,9 @@ from google.api_core import exceptions
 from google.cloud import tasks_v2
 from google.protobuf import duration_pb2
 
-from tests.conformance.builders import gone, http_task, later
-from tests.conformance.conftest import Cloud
-from tests.conformance.target import Target, eventually
+from tests.support.builders import gone, http_task, later
+from tests.support.conformance_cloud import Cloud
+from tests.support.receiver import Receiver, wait_for
 
 
 def invalid(cloud: Cloud, message: str) -> Any:
@@ -21,7 +21,7 @@ def invalid(cloud: Cloud, message: str) -> Any:
     return pytest.raises(exceptions.InvalidArgument, match=None if cloud.real else message)
 
 
-def test_create_get_list_views_delete(cloud: Cloud, target: Target) -> None:
+def test_create_get_list_views_delete(cloud: Cloud, target: Receiver) -> None:
     queue = cloud.make_queue()
     url = target.url("/never")
     created = cloud.client.create_task(
@@ -60,7 +60,7 @@ def test_create_get_list_views_delete(cloud: Cloud, target: Target) -> None:
 
 
 def test_names_stay_taken_while_live_and_after_finishing_or_deletion(
-    cloud: Cloud, target: Target
+    cloud: Cloud, target: Receiver
 ) -> None:
     queue = cloud.make_queue()
     live = http_task(f"{queue.name}/tasks/live", target.url("/x"), schedule_time=later(3600))
@@ -72,13 +72,13 @@ def test_names_stay_taken_while_live_and_after_finishing_or_deletion(
         cloud.client.create_task(parent=queue.name, task=live)
     done = http_task(f"{queue.name}/tasks/done", target.url("/done"))
     cloud.client.create_task(parent=queue.name, task=done)
-    eventually(lambda: len(target.at("/done")) == 1, cloud.wait_s)
-    eventually(lambda: gone(cloud.client, done["name"]), cloud.wait_s)
+    wait_for(lambda: len(target.at("/done")) == 1, cloud.wait_s)
+    wait_for(lambda: gone(cloud.client, done["name"]), cloud.wait_s)
     with pytest.raises(exceptions.AlreadyExists):
         cloud.client.create_task(parent=queue.name, task=done)
 
 
-def test_64_concurrent_creates_of_one_name_exactly_one_wins(cloud: Cloud, target: Target) -> None:
+def test_64_concurrent_creates_of_one_name_exactly_one_wins(cloud: Cloud, target: Receiver) -> None:
     queue = cloud.make_queue()
     task = http_task(f"{queue.name}/tasks/same", target.url("/x"), schedule_time=later(600))
     barrier = threading.Barrier(64)
@@ -101,7 +101,7 @@ def test_64_concurrent_creates_of_one_name_exactly_one_wins(cloud: Cloud, target
 
 
 def test_batch_create_reports_failures_by_index_and_request_id_is_idempotent(
-    cloud: Cloud, target: Target
+    cloud: Cloud, target: Receiver
 ) -> None:
     queue = cloud.make_queue()
     names = [f"{queue.name}/tasks/b{i}" for i in (0, 1, 0, 2)]
@@ -155,7 +155,7 @@ def test_batch_create_reports_failures_by_index_and_request_id_is_idempotent(
 
 
 def test_invalid_requests_are_invalid_argument_with_precise_messages(
-    cloud: Cloud, target: Target
+    cloud: Cloud, target: Receiver
 ) -> None:
     queue = cloud.make_queue()
     url = target.url("/x")
@@ -193,7 +193,7 @@ def test_invalid_requests_are_invalid_argument_with_precise_messages(
 
 
 def test_run_task_ignores_pause_and_replaces_the_scheduled_attempt(
-    cloud: Cloud, target: Target
+    cloud: Cloud, target: Receiver
 ) -> None:
     queue = cloud.make_queue()
     cloud.client.pause_queue(name=queue.name)
@@ -203,8 +203,8 @@ def test_run_task_ignores_pause_and_replaces_the_scheduled_attempt(
     )
     ran = cloud.client.run_task(name=name)
     assert ran.name == name
-    eventually(lambda: len(target.at("/run")) == 1, cloud.wait_s)
-    eventually(lambda: gone(cloud.client, name), cloud.wait_s)
+    wait_for(lambda: len(target.at("/run")) == 1, cloud.wait_s)
+    wait_for(lambda: gone(cloud.client, name), cloud.wait_s)
     cloud.client.resume_queue(name=queue.name)
     with pytest.raises(exceptions.NotFound):
         cloud.client.run_task(name=name)

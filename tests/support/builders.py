@@ -1,4 +1,4 @@
-"""Builders of task requests shared by the emulator's tests."""
+"""Builders of task requests (for the official client) and task records (for the store)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,9 @@ from typing import Any
 from google.api_core import exceptions
 from google.cloud import tasks_v2
 from google.protobuf import timestamp_pb2
+
+from localcloud.tasks.model import TaskRecord
+from localcloud.tasks.retry import RetryPolicy
 
 
 def http_task(name: str, url: str, **fields: Any) -> dict[str, Any]:
@@ -31,3 +34,20 @@ def gone(client: tasks_v2.CloudTasksClient, name: str) -> bool:
     except exceptions.NotFound:
         return True
     return False
+
+
+def make_task(url: str = "http://127.0.0.1:9/x", **fields: Any) -> TaskRecord:
+    values: dict[str, Any] = {
+        "name": "projects/p/locations/l/queues/q/tasks/t",
+        "url": url,
+        "http_method": 1,
+        "headers": {},
+        "body": b"",
+        "schedule_time_s": 1_700_000_000.25,
+        "create_time_s": 1_700_000_000.0,
+        "dispatch_deadline_s": 600.0,
+        "retry": RetryPolicy(),
+        "dispatch_count": 1,
+    }
+    values.update(fields)
+    return TaskRecord(**values)

@@ -16,7 +16,7 @@ from localcloud.tasks.server import TasksEmulator
 from orders.auth import AuthSettings
 from orders.clients import tasks_client
 from orders.settings import CloudSettings
-from tests.servers import ServerThread
+from tests.support.servers import ServerThread
 
 SCHEDULER = "scheduler@test.iam.gserviceaccount.com"
 

@@ -16,8 +16,8 @@ from google.cloud import firestore
 from localcloud.oidc import LocalIssuer
 from localcloud.warehouse import WarehouseReceiver
 from orders.schema import INVENTORY, ORDERS, new_order
-from tests.servers import ServerThread
-from tests.worker_setup import Sender, worker_config
+from tests.support.servers import ServerThread
+from tests.support.worker_setup import Sender, worker_config
 from worker.app import create_app
 
 LONG_ID = "é" * 100 + "x" * 1300  # 1,400 characters, exactly Firestore's 1,500 bytes

@@ -1,6 +1,6 @@
 """A worker wired to test servers: the local issuer, a local warehouse, short leases.
 
-``python -m tests.worker_setup SPEC_JSON`` serves such a worker in a child
+``python -m tests.support.worker_setup SPEC_JSON`` serves such a worker in a child
 process, so that a test can kill it in the middle of a delivery.
 """
 
@@ -22,7 +22,7 @@ from localcloud.warehouse import WarehouseReceiver
 from orders.auth import AuthSettings
 from orders.contract import TaskPayload
 from orders.settings import CloudSettings
-from tests.servers import ServerThread
+from tests.support.servers import ServerThread
 from worker.app import create_app
 from worker.config import WorkerConfig
 
