@@ -49,6 +49,8 @@ class Scenario:
     description: str
     fault: Fault
     from_start: bool = False
+    worker_proxy: bool = False  # needs the proxy in front of the worker
+    firestore_link: bool = False  # needs the stallable link to Firestore
 
 
 @dataclass
@@ -124,21 +126,23 @@ SCENARIOS: dict[str, Scenario] = {
         Scenario("baseline", "no fault: the same run undisturbed", _no_fault, from_start=True),
         Scenario("worker-crash", "worker SIGKILLed, back 5 s later", _crash_worker),
         Scenario("dropped-answers", "10% of answers lost after the worker acted",
-                 _drop_answers, from_start=True),
+                 _drop_answers, from_start=True, worker_proxy=True),
         Scenario("worker-503", "30% of deliveries answered 503 by the front end",
-                 _fail_deliveries, from_start=True),
+                 _fail_deliveries, from_start=True, worker_proxy=True),
         Scenario("tasks-emulator-crash", "tasks emulator SIGKILLed, restarted on its file",
                  _crash_tasks_emulator),
         Scenario("fanout-crash", "fanout SIGKILLed mid-run, the Scheduler triggers again",
                  _crash_fanout, from_start=True),
-        Scenario("firestore-stall", "the Firestore link stalls 10 s", _stall_firestore),
+        Scenario("firestore-stall", "the Firestore link stalls 10 s", _stall_firestore,
+                 firestore_link=True),
     )
 }  # fmt: skip
 
 
 def run_scenario(scenario: Scenario, orders: int, timeout_s: float) -> Outcome:
     """Run ``scenario`` over ``orders`` orders on a fresh stack; give up after ``timeout_s``."""
-    stack = ChaosStack(StackOptions(project=f"chaos-{uuid.uuid4().hex[:8]}"))
+    options = StackOptions(project=f"chaos-{uuid.uuid4().hex[:8]}")
+    stack = ChaosStack(options, scenario.worker_proxy, scenario.firestore_link)
     stack.start()
     try:
         os.environ["FIRESTORE_EMULATOR_HOST"] = stack.direct_firestore_host

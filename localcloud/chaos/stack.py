@@ -77,9 +77,18 @@ class TasksChild:
 class ChaosStack(LocalStack):
     """A :class:`LocalStack` whose worker link, Firestore link and processes can fail."""
 
-    def __init__(self, options: StackOptions) -> None:
-        """Describe the stack; :meth:`start` runs it."""
+    def __init__(
+        self, options: StackOptions, worker_proxy: bool = True, firestore_link: bool = True
+    ) -> None:
+        """Describe the stack; :meth:`start` runs it.
+
+        ``worker_proxy`` and ``firestore_link`` put the breakable links in place;
+        a scenario that does not break them goes without (each costs CPU on
+        every delivery or Firestore call).
+        """
         super().__init__(options)
+        self._with_proxy = worker_proxy
+        self._with_link = firestore_link
         self.launcher_issuer = LocalIssuer()
         db_path = self.log_dir / "tasks.sqlite3"
         _keep_key(db_path, self.launcher_issuer.private_key_pem)
@@ -119,13 +128,16 @@ class ChaosStack(LocalStack):
         try:
             if not self.external_firestore:
                 self.firestore.start()
-            self.firestore_link = StallingTcpProxy(self.direct_firestore_host)
+            if self._with_link:
+                self.firestore_link = StallingTcpProxy(self.direct_firestore_host)
             self.launcher_issuer.start()
             self.tasks_child.start()
             self.warehouse.start()
             self._worker_upstream = f"http://127.0.0.1:{free_port()}"
-            self.worker_proxy = FaultyHttpProxy(self._worker_upstream).start()
-            self.worker_url = self.worker_proxy.url
+            self.worker_url = self._worker_upstream
+            if self._with_proxy:
+                self.worker_proxy = FaultyHttpProxy(self._worker_upstream).start()
+                self.worker_url = self.worker_proxy.url
             self._create_queue()
             self.worker = self._service("worker", self._worker_upstream, self.worker_env())
             fanout_url = f"http://127.0.0.1:{free_port()}"
