@@ -14,6 +14,12 @@ from localcloud.tasks.throttle import (
 )
 
 
+def absorb(throttle: SystemThrottle, count: int, start_s: float, span_s: float = 0.9) -> None:
+    """Feed ``count`` absorbed answers evenly over ``span_s`` seconds from ``start_s``."""
+    for i in range(count):
+        throttle.absorbed(start_s + span_s * i / count)
+
+
 def test_overload_statuses_are_429_and_5xx_only() -> None:
     assert [s for s in (200, 400, 404, 409, 429, 500, 503, 599) if is_overload_status(s)] == [
         429,
@@ -24,55 +30,69 @@ def test_overload_statuses_are_429_and_5xx_only() -> None:
     assert not is_overload_status(None)  # a connection error backs off its task only
 
 
-def test_an_overload_halves_the_rate_and_a_burst_counts_once() -> None:
+def test_a_target_that_fails_everything_is_slowed_to_the_floor_and_a_burst_counts_once() -> None:
     throttle = SystemThrottle(100.0)
     assert throttle.rate(0.0) == 100.0 and not throttle.throttled
-    for i in range(30):  # 30 concurrent 503s within one signal window
+    for i in range(30):  # 30 concurrent 503s within one signal window, nothing absorbed
         throttle.overloaded(10.0 + i * DECREASE_INTERVAL_S / 40)
-    assert throttle.rate(10.4) == 50.0
-    throttle.overloaded(10.0 + DECREASE_INTERVAL_S + 0.01)
-    assert throttle.rate(10.6) == 25.0
+    assert throttle.rate(10.4) == MIN_RATE_PER_S
     assert throttle.configured_per_s == 100.0  # the configured limit is untouched
 
 
-def test_the_rate_never_drops_below_the_floor() -> None:
-    throttle = SystemThrottle(4.0)
-    for i in range(20):
-        throttle.overloaded(i * 1.0 * DECREASE_INTERVAL_S * 1.1)
-    assert throttle.rate(20 * DECREASE_INTERVAL_S) == MIN_RATE_PER_S
-    slow = SystemThrottle(0.2)  # a configured rate below the floor is the floor
+def test_the_rate_follows_what_the_target_absorbs() -> None:
+    throttle = SystemThrottle(100.0)
+    absorb(throttle, 20, 0.0)  # 20 answers absorbed in the last second
+    throttle.overloaded(0.95)
+    assert throttle.rate(0.96) == 40.0  # twice the absorbed rate
+    absorb(throttle, 30, 1.5)  # more absorbed than before: an overload does not raise the rate
+    throttle.overloaded(2.45)
+    assert throttle.rate(2.46) == 40.0
+
+
+def test_a_target_absorbing_most_deliveries_keeps_most_of_the_rate() -> None:
+    throttle = SystemThrottle(100.0)
+    absorb(throttle, 70, 0.0)  # 70 of 100 answered fine, 30 with 503
+    throttle.overloaded(0.95)
+    assert throttle.rate(0.96) == 100.0 and not throttle.throttled
+
+
+def test_the_floor_applies_and_a_configured_rate_below_it_wins() -> None:
+    slow = SystemThrottle(0.2)
     slow.overloaded(0.0)
     assert slow.rate(0.1) == 0.2
 
 
 def test_the_rate_recovers_step_by_step_once_errors_stop() -> None:
     throttle = SystemThrottle(100.0)
-    throttle.overloaded(0.0)
-    throttle.overloaded(1.0)  # 25/s, calm from 2.0
-    assert throttle.rate(1.0 + RECOVER_AFTER_S - 0.01) == 25.0
-    assert throttle.rate(1.0 + RECOVER_AFTER_S + RECOVER_INTERVAL_S + 0.01) == 37.5
+    absorb(throttle, 5, 0.05)
+    throttle.overloaded(1.0)  # 10/s, calm from 2.0
+    assert throttle.rate(1.0 + RECOVER_AFTER_S - 0.01) == 10.0
+    assert throttle.rate(1.0 + RECOVER_AFTER_S + RECOVER_INTERVAL_S + 0.01) == 15.0
     assert throttle.rate(1.0 + RECOVER_AFTER_S + 3 * RECOVER_INTERVAL_S + 0.01) == pytest.approx(
-        84.375
+        33.75
     )
     assert throttle.rate(60.0) == 100.0 and not throttle.throttled
 
 
 def test_retry_after_postpones_recovery() -> None:
     throttle = SystemThrottle(100.0)
-    throttle.overloaded(0.0, retry_after_s=30.0)
-    assert throttle.rate(29.0) == 50.0
-    assert throttle.rate(31.5) == 75.0
+    absorb(throttle, 10, 0.0)
+    throttle.overloaded(0.95, retry_after_s=30.0)
+    assert throttle.rate(29.0) == 20.0
+    assert throttle.rate(32.0) == 30.0
 
 
 def test_a_lower_configured_rate_caps_the_enforced_one() -> None:
     throttle = SystemThrottle(100.0)
-    throttle.overloaded(0.0)
+    absorb(throttle, 25, 0.0)
+    throttle.overloaded(0.95)  # 50/s
     throttle.reconfigure(10.0)
-    assert throttle.rate(0.1) == 10.0
+    assert throttle.rate(0.96) == 10.0
     raised = SystemThrottle(100.0)
-    raised.overloaded(0.0)
+    absorb(raised, 25, 0.0)
+    raised.overloaded(0.95)
     raised.reconfigure(400.0)  # raised while throttled: recovers towards the new limit
-    assert raised.rate(0.2) == 50.0 and raised.throttled
+    assert raised.rate(1.0) == 50.0 and raised.throttled
     assert raised.rate(60.0) == 400.0
 
 

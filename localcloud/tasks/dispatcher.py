@@ -243,6 +243,7 @@ class QueueDispatcher:
         override = self._override
         sent = task if override is None else apply_override(task, override)
         result = deliver(session, sent, self._queue_id, self._tokens)
+        self._follow_answer(result.http_status, result.retry_after_s)
         if result.succeeded:
             self._store.finish(task.name, result, "succeeded")
             return
@@ -255,16 +256,23 @@ class QueueDispatcher:
         delay_s = policy_backoff_s(policy, task.dispatch_count)
         if result.retry_after_s is not None:
             delay_s = max(delay_s, min(result.retry_after_s, policy.max_backoff_s))
-        if is_overload_status(result.http_status):
-            self._overloaded(result.retry_after_s)
         self._store.reschedule(
             task.name, result, result.response_time_s + delay_s, retry_reason(result)
         )
 
-    def _overloaded(self, retry_after_s: float | None) -> None:
-        """Slow the whole queue: the target answered 429 or 5xx (``Retry-After`` in seconds)."""
+    def _follow_answer(self, http_status: int | None, retry_after_s: float | None) -> None:
+        """Tell the queue's throttle how the target answered (no status: no answer at all).
+
+        A 429 or 5xx slows the whole queue (``Retry-After`` in seconds); any other
+        answer counts as absorbed by the target.
+        """
+        if http_status is None:
+            return
         with self._cond:
-            self._throttle.overloaded(time.monotonic(), retry_after_s)
+            if is_overload_status(http_status):
+                self._throttle.overloaded(time.monotonic(), retry_after_s)
+            else:
+                self._throttle.absorbed(time.monotonic())
 
 
 class Dispatcher:

@@ -9,9 +9,14 @@ target and slows the *whole queue* until errors stop; the configured
 
 The model here, with its constants:
 
-* An overload answer halves the enforced rate (``DECREASE_FACTOR``), at most once
-  per ``DECREASE_INTERVAL_S`` so that a burst of concurrent errors counts as one
-  signal, and never below ``MIN_RATE_PER_S`` (or the configured rate, if lower).
+* The queue counts the answers its target *absorbed* (every answer that is not
+  an overload signal) over the last ``WINDOW_S`` seconds.
+* An overload answer sets the enforced rate to ``ABSORBED_FACTOR`` times the
+  absorbed rate, if that is lower than the rate in force, and never below
+  ``MIN_RATE_PER_S`` (or the configured rate, if lower); at most once per
+  ``DECREASE_INTERVAL_S``, so a burst of concurrent errors counts as one signal.
+  A target that fails everything is slowed to the floor within a few seconds; one
+  that absorbs most deliveries keeps most of the rate.
 * Once ``RECOVER_AFTER_S`` seconds have passed since the last overload answer
   (or its ``Retry-After``, when later), the enforced rate grows by
   ``RECOVER_FACTOR`` every ``RECOVER_INTERVAL_S`` seconds, up to the configured rate.
@@ -19,9 +24,11 @@ The model here, with its constants:
 
 from __future__ import annotations
 
+import collections
 import math
 
-DECREASE_FACTOR = 0.5  # enforced rate multiplier per overload signal
+WINDOW_S = 1.0  # the absorbed rate is measured over this many seconds
+ABSORBED_FACTOR = 2.0  # an overload signal caps the rate at this times the absorbed rate
 DECREASE_INTERVAL_S = 0.5  # overload answers closer than this, seconds, count as one signal
 MIN_RATE_PER_S = 1.0  # the enforced rate never drops below this, dispatches per second
 RECOVER_AFTER_S = 1.0  # seconds without an overload answer before the rate recovers
@@ -46,6 +53,7 @@ class SystemThrottle:
         self._rate_per_s = configured_per_s  # rate as of _changed_s
         self._changed_s = -math.inf  # when _rate_per_s was last set, monotonic seconds
         self._calm_from_s = -math.inf  # recovery may start from here, monotonic seconds
+        self._absorbed: collections.deque[float] = collections.deque()  # answer times
 
     @property
     def throttled(self) -> bool:
@@ -71,6 +79,11 @@ class SystemThrottle:
             self._changed_s = since_s + steps * RECOVER_INTERVAL_S
         return self._rate_per_s
 
+    def absorbed(self, now_s: float) -> None:
+        """Take an answer received at ``now_s`` that is not an overload signal."""
+        self._absorbed.append(now_s)
+        self._trim(now_s)
+
     def overloaded(self, now_s: float, retry_after_s: float | None = None) -> None:
         """Take an overload answer received at ``now_s`` (``Retry-After`` in seconds, if any)."""
         current = self.rate(now_s)
@@ -78,6 +91,12 @@ class SystemThrottle:
         self._calm_from_s = max(self._calm_from_s, calm_from_s)
         if now_s - self._changed_s < DECREASE_INTERVAL_S and self.throttled:
             return
+        self._trim(now_s)
+        absorbed_per_s = len(self._absorbed) / WINDOW_S
         floor = min(MIN_RATE_PER_S, self.configured_per_s)
-        self._rate_per_s = max(floor, current * DECREASE_FACTOR)
+        self._rate_per_s = max(floor, min(current, ABSORBED_FACTOR * absorbed_per_s))
         self._changed_s = now_s
+
+    def _trim(self, now_s: float) -> None:
+        while self._absorbed and self._absorbed[0] <= now_s - WINDOW_S:
+            self._absorbed.popleft()
