@@ -35,7 +35,10 @@ def test_a_target_that_fails_everything_is_slowed_to_the_floor_and_a_burst_count
     assert throttle.rate(0.0) == 100.0 and not throttle.throttled
     for i in range(30):  # 30 concurrent 503s within one signal window, nothing absorbed
         throttle.overloaded(10.0 + i * DECREASE_INTERVAL_S / 40)
-    assert throttle.rate(10.4) == MIN_RATE_PER_S
+    assert throttle.rate(10.4) == 50.0  # halved once
+    for i in range(1, 10):  # a signal every 0.6 s: halved each time, down to the floor
+        throttle.overloaded(10.0 + i * 0.6)
+    assert throttle.rate(15.5) == MIN_RATE_PER_S
     assert throttle.configured_per_s == 100.0  # the configured limit is untouched
 
 
@@ -43,10 +46,13 @@ def test_the_rate_follows_what_the_target_absorbs() -> None:
     throttle = SystemThrottle(100.0)
     absorb(throttle, 20, 0.0)  # 20 answers absorbed in the last second
     throttle.overloaded(0.95)
-    assert throttle.rate(0.96) == 40.0  # twice the absorbed rate
-    absorb(throttle, 30, 1.5)  # more absorbed than before: an overload does not raise the rate
-    throttle.overloaded(2.45)
-    assert throttle.rate(2.46) == 40.0
+    assert throttle.rate(0.96) == 50.0  # at most halved by one signal
+    absorb(throttle, 20, 1.0)
+    throttle.overloaded(1.95)
+    assert throttle.rate(1.96) == 40.0  # twice the absorbed rate
+    absorb(throttle, 35, 2.0)  # the target absorbs more: the next signal lets the rate up
+    throttle.overloaded(2.95)
+    assert throttle.rate(2.96) == 70.0
 
 
 def test_a_target_absorbing_most_deliveries_keeps_most_of_the_rate() -> None:
@@ -64,22 +70,21 @@ def test_the_floor_applies_and_a_configured_rate_below_it_wins() -> None:
 
 def test_the_rate_recovers_step_by_step_once_errors_stop() -> None:
     throttle = SystemThrottle(100.0)
-    absorb(throttle, 5, 0.05)
-    throttle.overloaded(1.0)  # 10/s, calm from 2.0
-    assert throttle.rate(1.0 + RECOVER_AFTER_S - 0.01) == 10.0
-    assert throttle.rate(1.0 + RECOVER_AFTER_S + RECOVER_INTERVAL_S + 0.01) == 15.0
+    throttle.overloaded(0.0)
+    throttle.overloaded(1.0)  # 25/s, calm from 2.0
+    assert throttle.rate(1.0 + RECOVER_AFTER_S - 0.01) == 25.0
+    assert throttle.rate(1.0 + RECOVER_AFTER_S + RECOVER_INTERVAL_S + 0.01) == 37.5
     assert throttle.rate(1.0 + RECOVER_AFTER_S + 3 * RECOVER_INTERVAL_S + 0.01) == pytest.approx(
-        33.75
+        84.375
     )
     assert throttle.rate(60.0) == 100.0 and not throttle.throttled
 
 
 def test_retry_after_postpones_recovery() -> None:
     throttle = SystemThrottle(100.0)
-    absorb(throttle, 10, 0.0)
     throttle.overloaded(0.95, retry_after_s=30.0)
-    assert throttle.rate(29.0) == 20.0
-    assert throttle.rate(32.0) == 30.0
+    assert throttle.rate(29.0) == 50.0
+    assert throttle.rate(32.0) == 75.0
 
 
 def test_a_lower_configured_rate_caps_the_enforced_one() -> None:

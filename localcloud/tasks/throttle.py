@@ -12,11 +12,12 @@ The model here, with its constants:
 * The queue counts the answers its target *absorbed* (every answer that is not
   an overload signal) over the last ``WINDOW_S`` seconds.
 * An overload answer sets the enforced rate to ``ABSORBED_FACTOR`` times the
-  absorbed rate, if that is lower than the rate in force, and never below
-  ``MIN_RATE_PER_S`` (or the configured rate, if lower); at most once per
-  ``DECREASE_INTERVAL_S``, so a burst of concurrent errors counts as one signal.
-  A target that fails everything is slowed to the floor within a few seconds; one
-  that absorbs most deliveries keeps most of the rate.
+  absorbed rate (at most the configured rate), but to no less than
+  ``DECREASE_FACTOR`` times the rate in force and never below ``MIN_RATE_PER_S``
+  (or the configured rate, if lower); at most once per ``DECREASE_INTERVAL_S``,
+  so a burst of concurrent errors counts as one signal. A target that fails
+  everything is slowed by half per signal, to the floor within a few seconds;
+  one that absorbs more than half the deliveries keeps, or regains, the rate.
 * Once ``RECOVER_AFTER_S`` seconds have passed since the last overload answer
   (or its ``Retry-After``, when later), the enforced rate grows by
   ``RECOVER_FACTOR`` every ``RECOVER_INTERVAL_S`` seconds, up to the configured rate.
@@ -28,6 +29,7 @@ import collections
 import math
 
 WINDOW_S = 1.0  # the absorbed rate is measured over this many seconds
+DECREASE_FACTOR = 0.5  # one overload signal lowers the rate by at most this factor
 ABSORBED_FACTOR = 2.0  # an overload signal caps the rate at this times the absorbed rate
 DECREASE_INTERVAL_S = 0.5  # overload answers closer than this, seconds, count as one signal
 MIN_RATE_PER_S = 1.0  # the enforced rate never drops below this, dispatches per second
@@ -94,7 +96,8 @@ class SystemThrottle:
         self._trim(now_s)
         absorbed_per_s = len(self._absorbed) / WINDOW_S
         floor = min(MIN_RATE_PER_S, self.configured_per_s)
-        self._rate_per_s = max(floor, min(current, ABSORBED_FACTOR * absorbed_per_s))
+        absorbable = min(self.configured_per_s, ABSORBED_FACTOR * absorbed_per_s)
+        self._rate_per_s = max(floor, DECREASE_FACTOR * current, absorbable)
         self._changed_s = now_s
 
     def _trim(self, now_s: float) -> None:
