@@ -6,40 +6,17 @@ fanout under gunicorn) runs as ``localcloud demo`` runs it; only the orders diff
 
 from __future__ import annotations
 
-import datetime as dt
-
 import pytest
-import requests
 from google.cloud import firestore
 
-from localcloud.stack import SCHEDULER_EMAIL, LocalStack, StackOptions
+from localcloud.demo import trigger_fanout
+from localcloud.stack import LocalStack, StackOptions
 from orders.schema import INVENTORY, LEDGER, ORDERS, OUTBOX
 from tests.support.hostile import HOSTILE_ORDER_IDS, SKU, seed_named_orders
 from tests.support.receiver import wait_for
 from worker.outbox import outbox_key
 
 COMPLETION_TIMEOUT_S = 120.0
-
-
-def trigger_fanout(stack: LocalStack) -> dict:
-    """POST /fanout as Cloud Scheduler does: its headers and an OIDC token."""
-    token = stack.tasks.issuer.mint(audience=stack.fanout_url, email=SCHEDULER_EMAIL)
-    cloud = stack.cloud
-    answer = requests.post(
-        f"{stack.fanout_url}/fanout",
-        headers={
-            "Authorization": f"Bearer {token}",
-            "User-Agent": "Google-Cloud-Scheduler",
-            "X-CloudScheduler": "true",
-            "X-CloudScheduler-JobName": f"projects/{cloud.project}/locations/{cloud.location}"
-            "/jobs/hostile-ids",
-            "X-CloudScheduler-ScheduleTime": dt.datetime.now(dt.UTC).isoformat(),
-        },
-        timeout=COMPLETION_TIMEOUT_S,
-    )
-    assert answer.status_code == 200, answer.text
-    summary: dict = answer.json()
-    return summary
 
 
 @pytest.mark.usefixtures("firestore_emulator")  # skips outside CI, fails in CI, when missing
