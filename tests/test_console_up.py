@@ -4,30 +4,21 @@ from __future__ import annotations
 
 import re
 import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import requests
 
+from tests.support.localcloud_up import localcloud_up
 from tests.support.receiver import wait_for
 
-ROOT = Path(__file__).resolve().parents[1]
 CONSOLE_LINE = re.compile(r"^console  (http://127\.0\.0\.1:\d+/)$", re.MULTILINE)
 
 
 @pytest.mark.usefixtures("firestore_emulator")  # skips outside CI, fails in CI, when it is missing
 def test_localcloud_up_serves_the_console_until_interrupted(tmp_path: Path) -> None:
-    command = [
-        str(Path(sys.executable).parent / "localcloud"), "up", "--orders", "5",
-        "--schedule", "0 0 1 1 *",  # no run while the test looks: the 5 orders stay pending
-        "--scheduler-file", str(ROOT / "scheduler.yaml"),
-    ]  # fmt: skip
-    log = tmp_path / "up.log"
-    with open(log, "w") as out:
-        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, cwd=tmp_path)
-    try:
+    # No run while the test looks: the 5 orders stay pending.
+    with localcloud_up(tmp_path, "--orders", "5", "--schedule", "0 0 1 1 *") as (process, log):
         wait_for(lambda: CONSOLE_LINE.search(log.read_text()) is not None, timeout_s=120)
         url = CONSOLE_LINE.search(log.read_text()).group(1)  # type: ignore[union-attr]
         assert requests.get(f"{url}healthz", timeout=10).json()["service"] == "console"
@@ -37,9 +28,5 @@ def test_localcloud_up_serves_the_console_until_interrupted(tmp_path: Path) -> N
         assert re.search(r'data-status="pending"><a[^>]*>5<', page.text)
         process.send_signal(signal.SIGINT)
         assert process.wait(timeout=60) == 130
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
     with pytest.raises(requests.ConnectionError):
         requests.get(f"{url}healthz", timeout=5)

@@ -7,8 +7,6 @@ from __future__ import annotations
 import datetime as dt
 import re
 import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -18,6 +16,7 @@ from google.oauth2 import id_token
 
 from localcloud.oidc import LocalIssuer
 from localcloud.scheduler import LocalScheduler, SchedulerConfigError, SchedulerJob
+from tests.support.localcloud_up import localcloud_up
 from tests.support.receiver import Receiver, wait_for
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -125,22 +124,11 @@ def test_never_two_executions_at_once(receiver: Receiver) -> None:
 
 
 def test_localcloud_up_runs_the_schedule_until_interrupted(tmp_path: Path) -> None:
-    command = [
-        str(Path(sys.executable).parent / "localcloud"), "up",
-        "--orders", "20", "--schedule", "* * * * * */3",
-        "--scheduler-file", str(ROOT / "scheduler.yaml"),
-    ]  # fmt: skip
-    log = tmp_path / "up.log"
-    with open(log, "w") as out:
-        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, cwd=tmp_path)
-    try:
+    schedule = ("--orders", "20", "--schedule", "* * * * * */3")
+    with localcloud_up(tmp_path, *schedule) as (process, log):
         wait_for(lambda: log.read_text().count("[scheduler]") >= 2, timeout_s=120)
         process.send_signal(signal.SIGINT)
         code = process.wait(timeout=60)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
     text = log.read_text()
     assert code == 130, text
     runs = [line for line in text.splitlines() if line.startswith("[scheduler]")]
