@@ -62,3 +62,9 @@ def action_done(order: dict[str, Any], action: str) -> bool:
     """Tell whether ``action`` of the order document is recorded as done."""
     state = (order.get("actions") or {}).get(action, {}).get("state")
     return bool(state == ActionState.DONE.value)
+
+
+def action_untouched(order: dict[str, Any], action: str) -> bool:
+    """Tell whether no delivery has recorded anything for ``action`` (pending, 0 attempts)."""
+    record = (order.get("actions") or {}).get(action, {})
+    return bool(record.get("state") == ActionState.PENDING.value and record.get("attempts") == 0)

@@ -35,6 +35,20 @@ def env_float(environ: Mapping[str, str], name: str, default: float, minimum: fl
     return _env_number(environ, name, default, minimum, float, "a number")
 
 
+def env_bool(environ: Mapping[str, str], name: str, default: bool) -> bool:
+    """Return ``environ[name]`` as a boolean (``true``/``false``, ``1``/``0``), or ``default``."""
+    raw = environ.get(name, "").strip().lower()
+    if not raw:
+        return default
+    if raw in _TRUE or raw in _FALSE:
+        return raw in _TRUE
+    raise SettingsError(f"{name}={raw!r} is not a boolean; set it to true or false")
+
+
+_TRUE = frozenset({"true", "1", "yes", "on"})
+_FALSE = frozenset({"false", "0", "no", "off"})
+
+
 def _env_number(
     environ: Mapping[str, str], name: str, default: N, minimum: N, kind: type[N], expected: str
 ) -> N:

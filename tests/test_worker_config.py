@@ -23,6 +23,18 @@ def test_defaults_verify_the_queue_invoker_for_the_worker_url() -> None:
     )
     assert (config.lease_s, config.heartbeat_s) == (10.0, 10.0 / 3)  # seconds
     assert (config.max_attempts, config.mailer_url) == (100, "")
+    assert config.claim_before_post is False  # the Idempotency-Key guards the receiver
+
+
+@pytest.mark.parametrize(("raw", "expected"), [("true", True), ("1", True), ("OFF", False)])
+def test_claiming_before_posting_is_a_boolean_setting(raw: str, expected: bool) -> None:
+    config = WorkerConfig.from_env({"WORKER_CLAIM_BEFORE_POST": raw})
+    assert config.claim_before_post is expected
+
+
+def test_a_setting_that_is_not_a_boolean_is_refused_by_name() -> None:
+    with pytest.raises(SettingsError, match=r"WORKER_CLAIM_BEFORE_POST='sometimes' is not a bool"):
+        WorkerConfig.from_env({"WORKER_CLAIM_BEFORE_POST": "sometimes"})
 
 
 def test_the_heartbeat_must_beat_within_the_lease() -> None:

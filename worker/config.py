@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from orders.auth import AuthSettings
 from orders.errors import SettingsError
 from orders.queue_group import accepted_queue_ids
-from orders.settings import CloudSettings, env_float, env_int, env_str
+from orders.settings import CloudSettings, env_bool, env_float, env_int, env_str
 
 DEFAULT_LEASE_S = 10.0  # how long a claim lives after its last renewal, seconds
 HEARTBEATS_PER_LEASE = 3  # renewals per lease by default: two may fail before it runs out
@@ -33,7 +33,11 @@ class WorkerConfig:
     queue's ``max_attempts`` (-1 unlimited): the delivery whose retry count
     reaches it is the last. ``warehouse_url`` receives warehouse notifications;
     ``mailer_url``, when set, receives confirmation e-mails (unset: they stay in
-    the outbox for a mail relay).
+    the outbox for a mail relay). ``claim_before_post``: an action that POSTs
+    (an outbox effect) first writes its claim, so a duplicate delivery arriving
+    while it runs is answered 409 instead of POSTing too, at one more commit
+    per such action; off, its claim is written with its outcome and the
+    ``Idempotency-Key`` alone keeps the receiver from acting twice.
     """
 
     cloud: CloudSettings = field(default_factory=CloudSettings)
@@ -47,6 +51,7 @@ class WorkerConfig:
     delivery_timeout_s: float = 10.0
     rpc_timeout_s: float = 10.0
     max_attempts: int = 100
+    claim_before_post: bool = False
 
     def __post_init__(self) -> None:
         """Fill the defaults that derive from other settings; check the lease and heartbeat."""
@@ -97,4 +102,5 @@ class WorkerConfig:
             ),
             rpc_timeout_s=env_float(env, "WORKER_RPC_TIMEOUT_SECONDS", cls.rpc_timeout_s, 0.1),
             max_attempts=max_attempts,
+            claim_before_post=env_bool(env, "WORKER_CLAIM_BEFORE_POST", cls.claim_before_post),
         )

@@ -49,6 +49,9 @@ class Standing(StrEnum):
     HELD = "held"  # still this delivery's: the refusal was about something else
     DONE = "done"  # this delivery's commit landed; its answer was lost
     LOST = "lost"  # another delivery took it over, or it is gone
+    UNREAD = "unread"  # the entry a blind claim assumed missing exists: read and judge it
+    DONE_ELSEWHERE = "done_elsewhere"  # another delivery's commit recorded the action done
+    FAILED_ELSEWHERE = "failed_elsewhere"  # another delivery recorded it failed
 
 
 @dataclass
@@ -67,6 +70,7 @@ class Claim:
     # action writes them (None: the claim was written).
     deferred: dict[str, Any] | None = None
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+    blind: bool = False  # deferred on an entry assumed missing, not read
     renewing: bool = False  # a heartbeat keeps it alive
     lost: bool = False  # a renewal found it taken over or gone
 
@@ -144,6 +148,18 @@ class Ledger:
             snapshot.ref, claim_id, snapshot.update_time, judged["attempts"], deferred=judged
         )
 
+    def assume_missing(
+        self, ref: DocRef, claim_id: str, payload: TaskPayload, delivery: Delivery
+    ) -> Claim:
+        """Claim an entry assumed missing, without reading it (a *blind* deferred claim).
+
+        For an action no delivery has recorded anything for: its commit creates
+        the entry (must not exist). If that is refused because the entry exists,
+        :meth:`standing` says :attr:`Standing.UNREAD`: read it and :meth:`defer`.
+        """
+        fields = self._claim_fields(claim_id, payload, delivery, 1)
+        return Claim(ref, claim_id, None, 1, deferred=fields, blind=True)
+
     def _judge(
         self, snapshot: Doc, claim_id: str, payload: TaskPayload, delivery: Delivery
     ) -> Claim | Settled | dict[str, Any]:
@@ -176,7 +192,7 @@ class Ledger:
         return fields
 
     def standing(self, claim: Claim) -> Standing:
-        """Tell where ``claim`` stands now: still held, done by this delivery, or lost.
+        """Tell where ``claim`` stands now: held, done by this delivery, settled by another, lost.
 
         Done by this delivery means a commit landed whose answer was lost (its
         retry was then refused, since the entry had changed).
@@ -186,7 +202,13 @@ class Ledger:
         if entry.get("claimId") != claim.claim_id:
             if claim.deferred is not None and snapshot.update_time == claim.update_time:
                 return Standing.HELD  # a deferred claim's entry is still as it was read
-            return Standing.LOST  # taken over after the lease passed, or by a racing commit
+            if entry.get("state") == LedgerState.DONE.value:
+                return Standing.DONE_ELSEWHERE  # a racing delivery's commit won
+            if claim.blind and snapshot.exists:
+                return Standing.UNREAD
+            if entry.get("state") == LedgerState.FAILED.value:
+                return Standing.FAILED_ELSEWHERE
+            return Standing.LOST  # taken over after the lease passed
         if entry.get("state") == LedgerState.CLAIMED.value:
             return Standing.HELD
         if entry.get("state") == LedgerState.DONE.value:

@@ -1,13 +1,16 @@
 """Perform one action of one order exactly once, under redelivery and racing deliveries.
 
-1. Read the order (its items and customer do not change after creation); an
-   action it records done answers 200 at once. Then claim
-   ``orders/{id}/ledger/{action}`` for this delivery (:mod:`worker.ledger`): a
-   live claim of another delivery answers 409 Conflict, a done entry 200. An
-   action whose whole effect is in its commit (``update_inventory``) reads the
-   entry with the order instead and writes no claim: its commit writes it,
-   on condition that the entry is still as read (:meth:`Ledger.defer`).
-2. Run the action, the claim's lease renewed meanwhile (:mod:`worker.heartbeat`):
+1. Read the order (its items and customer do not change after creation) with
+   the ledger entry ``orders/{id}/ledger/{action}``: an action the order
+   records done answers 200 at once, a done entry too, a live claim of
+   another delivery 409 Conflict. By default no claim is written now: the
+   commit writes it with the outcome, on condition that the entry is still as
+   read (:meth:`Ledger.defer`), so of two racing deliveries one commits. An
+   action that POSTs an outbox effect may POST twice then, with the same
+   ``Idempotency-Key``, which the receiver uses to act once. With
+   ``WORKER_CLAIM_BEFORE_POST`` such an action claims the entry first (a
+   commit, :meth:`Ledger.claim`), so a racing delivery gets 409 instead.
+2. Run the action, a written claim's lease renewed meanwhile (:mod:`worker.heartbeat`):
    it adds its writes to one commit (stock with preconditions on what it read)
    and may deliver an outbox effect with its idempotency key.
 3. Commit, atomically: the action's writes, the ledger entry ``done`` (only if
@@ -49,8 +52,9 @@ from orders.schema import (
     ActionState,
     OrderStatus,
     action_done,
+    action_untouched,
 )
-from worker.actions import IN_COMMIT, REGISTRY, ActionContext, OrderGuard
+from worker.actions import POSTING, REGISTRY, ActionContext, OrderGuard
 from worker.actions.confirmation import KIND as EMAIL
 from worker.actions.warehouse import KIND as WAREHOUSE
 from worker.config import WorkerConfig
@@ -91,6 +95,8 @@ class Performer:
         self._outbox = Outbox(store, targets, config.delivery_timeout_s)
         self._locks = StripedLocks()
         self._lock_timeout_s = config.rpc_timeout_s
+        # The actions that write their claim before running (the rest: with their outcome).
+        self._claim_first = POSTING if config.claim_before_post else frozenset()
 
     def perform(self, payload: TaskPayload, delivery: Delivery) -> Outcome:
         """Perform ``payload``'s action once; raise Permanent- or TransientTaskError otherwise."""
@@ -112,26 +118,24 @@ class Performer:
         # write, and a missing order leaves no claim behind. Its own fields (items,
         # customer) do not change after creation, so this read serves the action.
         ledger_ref = order_ref.collection(LEDGER).document(payload.action)
-        deferred = payload.action in IN_COMMIT  # its claim is written by its commit
-        if deferred:  # the ledger entry too, in the same read
-            read = self._store.get_all([order_ref, ledger_ref])
-            snapshot = read[order_ref.path]
-        else:
-            snapshot = self._store.get(order_ref)
+        claim_id = _claim_id()
+        snapshot = self._store.get(order_ref)
         if not snapshot.exists:
             raise PermanentTaskError(f"order {payload.order_id!r} does not exist")
         if action_done(snapshot.fields, payload.action):
             self._complete_order_if_done(order_ref)
             return Outcome.ALREADY_DONE
-        if deferred:
-            claimed = self._ledger.defer(read[ledger_ref.path], _claim_id(), payload, delivery)
-        else:
-            claimed = self._ledger.claim(ledger_ref, _claim_id(), payload, delivery)
+        claimed: Claim | Settled
+        if payload.action in self._claim_first:
+            claimed = self._ledger.claim(ledger_ref, claim_id, payload, delivery)
+        elif action_untouched(snapshot.fields, payload.action):
+            # No delivery has recorded anything for it, so in all likelihood it has no
+            # entry: its commit creates one (must not exist), with no read first.
+            claimed = self._ledger.assume_missing(ledger_ref, claim_id, payload, delivery)
+        else:  # failed or dead-lettered before: its entry decides
+            claimed = self._ledger.defer(self._store.get(ledger_ref), claim_id, payload, delivery)
         if isinstance(claimed, Settled):
-            if claimed.state is LedgerState.FAILED:
-                return Outcome.ALREADY_FAILED
-            self._complete_order_if_done(order_ref)
-            return Outcome.ALREADY_DONE
+            return self._settled(claimed, order_ref)
         guard = OrderGuard()
         for attempt in range(COMMIT_ATTEMPTS):
             if attempt > 0 and guard.wanted:  # the order may be what changed: read it again
@@ -145,9 +149,17 @@ class Performer:
                 # taken the claim over (then stop: the new owner finishes), or our own
                 # commit may have landed and its retry been refused (then it is done).
                 standing = self._ledger.standing(claimed)
-                if standing is Standing.DONE:
+                if standing is Standing.UNREAD:  # the entry assumed missing exists: judge it
+                    entry = self._store.get(ledger_ref)
+                    claimed = self._ledger.defer(entry, claim_id, payload, delivery)
+                    if isinstance(claimed, Settled):
+                        return self._settled(claimed, order_ref)
+                    continue
+                if standing in (Standing.DONE, Standing.DONE_ELSEWHERE):
                     self._complete_order_if_done(order_ref)
-                    return Outcome.DONE
+                    return Outcome.DONE if standing is Standing.DONE else Outcome.ALREADY_DONE
+                if standing is Standing.FAILED_ELSEWHERE:
+                    return Outcome.ALREADY_FAILED
                 if standing is Standing.LOST:
                     raise ClaimHeldError(
                         f"order {payload.order_id}: {payload.action} was taken over by "
@@ -166,6 +178,13 @@ class Performer:
             return Outcome.DONE
         self._ledger.release(claimed)
         raise TransientTaskError(f"order {payload.order_id}: {payload.action} kept conflicting")
+
+    def _settled(self, settled: Settled, order_ref: DocRef) -> Outcome:
+        """Answer for an action its ledger entry shows settled (completing a done order)."""
+        if settled.state is LedgerState.FAILED:
+            return Outcome.ALREADY_FAILED
+        self._complete_order_if_done(order_ref)
+        return Outcome.ALREADY_DONE
 
     def _run(
         self,

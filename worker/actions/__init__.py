@@ -18,8 +18,10 @@ REGISTRY: dict[str, Action] = {
     "notify_warehouse": notify_warehouse,
 }
 
-# Actions whose whole effect is in the commit that records them done: they need
-# no claim written beforehand (worker.ledger.Ledger.defer), one write fewer.
-IN_COMMIT = frozenset({"update_inventory"})
+# Actions whose effect leaves the system (an outbox POST) before the commit that
+# records them done. Every other action's whole effect is in that commit, so it
+# never needs a claim written beforehand (worker.ledger.Ledger.defer); these do
+# only with WORKER_CLAIM_BEFORE_POST.
+POSTING = frozenset({"send_confirmation", "notify_warehouse"})
 
-__all__ = ["IN_COMMIT", "REGISTRY", "Action", "ActionContext", "OrderGuard"]
+__all__ = ["POSTING", "REGISTRY", "Action", "ActionContext", "OrderGuard"]
