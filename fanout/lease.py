@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-from collections.abc import Callable
 from typing import Any
 
 from google.api_core import exceptions as gexc
 from google.cloud import firestore
 
 from fanout.errors import LeaseHeldError, LeaseLostError
+from orders.clock import Clock, utc_now
 from orders.writes import unchanged_since, update_if_unchanged
 
 LEASES = "fanout_leases"
@@ -34,14 +34,14 @@ class RunLease:
         run_id: str,
         duration_s: float,
         scope: str = LEASE_SCOPE,
-        clock: Callable[[], dt.datetime] | None = None,
+        clock: Clock | None = None,
     ) -> None:
         """Prepare the lease on ``fanout_leases/{scope}`` for run ``run_id``.
 
         ``clock`` gives the current UTC time (default: the real one); leases expire by it.
         """
         self._client = client
-        self._clock = clock or _now
+        self._clock = clock or utc_now
         self._ref = client.collection(LEASES).document(scope)
         self.run_id = run_id
         self.duration_s = duration_s
@@ -113,7 +113,3 @@ class RunLease:
                 f"run {self.run_id} lost the fan-out lease (it expired and was taken over); "
                 "raise FANOUT_LEASE_SECONDS if pages take longer than that"
             ) from None
-
-
-def _now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)

@@ -10,7 +10,6 @@ The next run does this when it takes the lease, and so does ``fanout status``.
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 from typing import Any
 
@@ -19,6 +18,7 @@ from google.cloud import firestore
 
 from fanout.lease import LEASE_SCOPE, LEASES
 from fanout.summary import RunState
+from orders.clock import utc_now
 from orders.schema import FANOUT_RUNS
 
 log = logging.getLogger(__name__)
@@ -49,7 +49,7 @@ def mark_interrupted_runs(client: firestore.Client) -> list[str]:
 
 def _holds_live_lease(holder: dict[str, Any], run_id: str) -> bool:
     expires = holder.get("expiresAt")
-    return holder.get("runId") == run_id and expires is not None and expires > _now()
+    return holder.get("runId") == run_id and expires is not None and expires > utc_now()
 
 
 def _mark(client: firestore.Client, snapshot: Any) -> bool:
@@ -73,7 +73,3 @@ def _mark(client: firestore.Client, snapshot: Any) -> bool:
         return False
     log.warning("fan-out run interrupted: %s", message, extra={"runId": snapshot.id})
     return True
-
-
-def _now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)

@@ -23,6 +23,7 @@ from google.cloud.firestore_v1.base_query import FieldFilter
 
 from localcloud.console import LocalConsole
 from localcloud.errors import DemoTimeoutError, LocalCloudError
+from localcloud.processes import wait_for_stop
 from localcloud.seed import seed
 from localcloud.stack import LocalStack, StackOptions
 from orders.progress import Progress
@@ -64,7 +65,7 @@ def run_demo(options: DemoOptions) -> dict[str, Any]:
         seed(db, options.orders)
         report = _fan_out_and_wait(stack, db, options)
         if options.keep_running:
-            _keep_running(echo, report, stack)
+            _keep_running(echo, report, stack, options.json_output)
     finally:
         console.stop()
         stack.stop()
@@ -117,12 +118,16 @@ def _fan_out_and_wait(
     }
 
 
-def _keep_running(echo: Callable[[str], None], report: dict[str, Any], stack: LocalStack) -> None:
-    """Print the report, then keep the stack and the console up until Ctrl-C or SIGTERM."""
+def _keep_running(
+    echo: Callable[[str], None], report: dict[str, Any], stack: LocalStack, json_output: bool
+) -> None:
+    """Print the report (and its JSON line), then keep everything up until Ctrl-C or SIGTERM."""
     echo("\nReport")
     echo(format_report(report))
+    if json_output:  # now, not at the exit: a caller reads it while the stack stays up
+        click.echo(dump(report))
     echo(f"Still running (--keep-running; logs in {stack.log_dir}). Press Ctrl-C to stop.")
-    threading.Event().wait()
+    wait_for_stop(threading.Event())
 
 
 class _Call:

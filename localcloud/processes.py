@@ -12,6 +12,7 @@ import os
 import signal
 import socket
 import subprocess
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -122,3 +123,16 @@ def http_ok(url: str, timeout_s: float = 1.0) -> bool:
             return 200 <= int(response.status) < 300
     except (urllib.error.URLError, OSError):
         return False
+
+
+SIGNAL_POLL_S = 0.5  # how often a waiting main thread wakes to run signal handlers, seconds
+
+
+def wait_for_stop(stop: threading.Event) -> None:
+    """Block until ``stop`` is set, or until Ctrl-C or SIGTERM raise in this (main) thread.
+
+    Waits in short slices: the kernel may deliver a signal to any thread, and a
+    main thread blocked in one endless wait would then never run the handler.
+    """
+    while not stop.wait(SIGNAL_POLL_S):
+        pass

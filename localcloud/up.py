@@ -19,6 +19,7 @@ from typing import Any
 from google.cloud import firestore
 
 from localcloud.console import LocalConsole
+from localcloud.processes import wait_for_stop
 from localcloud.scheduler import LocalScheduler, SchedulerJob
 from localcloud.seed import seed
 from localcloud.stack import SCHEDULER_EMAIL, LocalStack, StackOptions
@@ -59,7 +60,7 @@ def run_up(options: UpOptions, echo: Callable[[str], None], stop: threading.Even
         echo(f"console  {console.start()}")
         echo(describe(stack, job, options.orders))
         scheduler.start()
-        stop.wait()
+        wait_for_stop(stop)
     finally:
         if scheduler is not None:
             scheduler.stop()

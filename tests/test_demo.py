@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -9,7 +10,10 @@ import signal
 import socket
 import subprocess
 import sys
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -18,15 +22,31 @@ from tests.support.receiver import wait_for
 LOCALCLOUD = str(Path(sys.executable).parent / "localcloud")
 
 
+def demo_environ() -> dict[str, str]:
+    """This environment without the emulator address: the demo starts its own."""
+    return {k: v for k, v in os.environ.items() if k != "FIRESTORE_EMULATOR_HOST"}
+
+
 def run_demo(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    environ = {k: v for k, v in os.environ.items() if k != "FIRESTORE_EMULATOR_HOST"}
     return subprocess.run(
         [LOCALCLOUD, "demo", *args],
         capture_output=True,
         text=True,
         timeout=240,
-        env=env or environ,
+        env=env or demo_environ(),
     )
+
+
+@contextlib.contextmanager
+def started(argv: list[str], stdout: Any, stderr: Any) -> Iterator[subprocess.Popen[str]]:
+    """Run ``argv`` with the demo's environment; kill it on the way out if it still runs."""
+    process = subprocess.Popen(argv, stdout=stdout, stderr=stderr, text=True, env=demo_environ())
+    try:
+        yield process
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
 
 
 def listening(host_port: str) -> bool:
@@ -74,26 +94,34 @@ def test_demo_without_the_firestore_emulator_says_how_to_install_it(tmp_path: Pa
 @pytest.mark.usefixtures("firestore_emulator")
 def test_ctrl_c_stops_every_process_the_demo_started(tmp_path: Path) -> None:
     output = tmp_path / "demo.out"
-    environ = {k: v for k, v in os.environ.items() if k != "FIRESTORE_EMULATOR_HOST"}
-    with open(output, "w") as sink:
-        demo = subprocess.Popen(
-            [LOCALCLOUD, "demo", "--orders", "3000"],
-            stdout=sink,
-            stderr=subprocess.STDOUT,
-            env=environ,
-        )
-        try:
-            wait_for(lambda: "Seeding" in output.read_text() or demo.poll() is not None, 120)
-            demo.send_signal(signal.SIGINT)
-            assert demo.wait(timeout=60) == 130
-        finally:
-            if demo.poll() is None:
-                demo.kill()
-                demo.wait()
+    argv = [LOCALCLOUD, "demo", "--orders", "3000"]
+    with open(output, "w") as sink, started(argv, sink, subprocess.STDOUT) as demo:
+        wait_for(lambda: "Seeding" in output.read_text() or demo.poll() is not None, 120)
+        demo.send_signal(signal.SIGINT)
+        assert demo.wait(timeout=60) == 130
     text = output.read_text()
     assert "interrupted" in text
     ports = started_ports(text)
     assert len(ports) == 4 and not [p for p in ports if listening(p)]
+
+
+@pytest.mark.usefixtures("firestore_emulator")
+def test_keep_running_prints_the_json_report_at_once_and_ctrl_c_stops_it(tmp_path: Path) -> None:
+    errors = tmp_path / "demo.err"
+    argv = [LOCALCLOUD, "demo", "--orders", "10", "--json", "--keep-running"]
+    with open(errors, "w") as sink, started(argv, subprocess.PIPE, sink) as demo:
+        assert demo.stdout is not None
+        with ThreadPoolExecutor(1) as reader:  # the report's JSON line, while it stays up
+            line = reader.submit(demo.stdout.readline).result(timeout=120)
+        report = json.loads(line)
+        assert report["orders"] == report["completed"] == 10
+        assert demo.poll() is None  # still running
+        console = re.search(r"console  http://(127\.0\.0\.1:\d+)/", errors.read_text())
+        assert console and listening(console.group(1))
+        demo.send_signal(signal.SIGINT)
+        assert demo.wait(timeout=60) == 130  # also when a thread other than main got it
+    ports = started_ports(errors.read_text())
+    assert len(ports) == 5 and not [p for p in ports if listening(p)]  # with the console
 
 
 @pytest.mark.usefixtures("firestore_emulator")  # skips outside CI, fails in CI, when it is missing

@@ -20,13 +20,13 @@ from __future__ import annotations
 import datetime as dt
 import math
 import threading
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
 from google.api_core import exceptions as gexc
 
+from orders.clock import Clock, utc_now
 from orders.contract import TaskPayload
 from worker.delivery import Delivery
 from worker.documents import DELETE_FIELD, SERVER_TIMESTAMP, Doc, DocRef, Store, Writes
@@ -86,13 +86,11 @@ class Settled:
 class Ledger:
     """Claims, finishes, fails and releases ledger entries in one Firestore store."""
 
-    def __init__(
-        self, store: Store, lease_s: float, clock: Callable[[], dt.datetime] | None = None
-    ) -> None:
+    def __init__(self, store: Store, lease_s: float, clock: Clock | None = None) -> None:
         """Claims live ``lease_s`` seconds from their last renewal, by ``clock`` (UTC now)."""
         self._store = store
         self.lease_s = lease_s
-        self._clock = clock or _utc_now
+        self._clock = clock or utc_now
 
     def claim(
         self,
@@ -305,7 +303,3 @@ class Ledger:
         if not isinstance(lease_until, dt.datetime):
             return 0.0
         return (lease_until - self._clock()).total_seconds()
-
-
-def _utc_now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
