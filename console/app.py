@@ -15,14 +15,21 @@ from flask import Flask, redirect, render_template, request, url_for
 from google.api_core import exceptions as gexc
 from werkzeug.wrappers import Response
 
+from console.attempt_rates import AttemptMonitor
 from console.config import ConsoleConfig
 from console.counts import OrderCounts
 from console.errors import BadRequestError, ConsoleError, ForbiddenError, NotFoundError
+from console.kept import KeptValue
 from console.queues import QueueBoard
 from console.records import Records
 from console.tasks import TaskBoard
 from console.trigger import FanoutTrigger, IdTokenSource, id_token_source
-from orders.clients import firestore_client, tasks_client, tasks_stats_client
+from orders.clients import (
+    firestore_client,
+    monitoring_client,
+    tasks_client,
+    tasks_stats_client,
+)
 from orders.logs import TraceMiddleware, configure_logging
 from orders.schema import OrderStatus
 
@@ -44,6 +51,13 @@ def create_app(config: ConsoleConfig | None = None, tokens: IdTokenSource | None
     tasks = TaskBoard(v2)
     records = Records(firestore_client(config.cloud))
     counts = OrderCounts(records.order_counts, config.refresh_s)
+    monitor = AttemptMonitor(
+        monitoring_client(config.cloud),
+        config.cloud.project,
+        config.cloud.location,
+        config.metrics_timeout_s,
+    )
+    attempt_rates = KeptValue(monitor.read, config.refresh_s)
     tokens = tokens or id_token_source(config.trigger_as)
     trigger = FanoutTrigger(config.fanout_url, tokens, config.trigger_timeout_s)
 
@@ -75,6 +89,7 @@ def create_app(config: ConsoleConfig | None = None, tokens: IdTokenSource | None
         return render_template(
             "overview.html",
             queues=queues.list(),
+            rates=attempt_rates.get(),
             counts=counts.get(),
             runs=records.runs(LATEST_RUNS).rows,
             dead_letters=records.dead_letter_count(),
@@ -88,6 +103,7 @@ def create_app(config: ConsoleConfig | None = None, tokens: IdTokenSource | None
         return render_template(
             "queue.html",
             queue=queues.get(queue_id),
+            rates=attempt_rates.get(),
             page=tasks.page(queues.path(queue_id), config.page_size, token, text),
             filter=text,
             page_token=token,

@@ -13,6 +13,9 @@
   (default 3).
 - ``CONSOLE_TRIGGER_TIMEOUT_SECONDS``: how long a triggered run's first
   segment is waited for, seconds (default 300).
+- ``CONSOLE_METRICS_TIMEOUT_SECONDS``: how long a Cloud Monitoring read of the
+  queues' attempt rates may take, seconds (default 2); the reading is kept for
+  the refresh period.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ class ConsoleConfig:
     page_size: int = 50
     refresh_s: float = 3.0
     trigger_timeout_s: float = 300.0
+    metrics_timeout_s: float = 2.0
     log_level: str = "INFO"
 
     @property
@@ -55,6 +59,9 @@ class ConsoleConfig:
             refresh_s=env_float(env, "CONSOLE_REFRESH_SECONDS", cls.refresh_s, 0.5),
             trigger_timeout_s=env_float(
                 env, "CONSOLE_TRIGGER_TIMEOUT_SECONDS", cls.trigger_timeout_s, 1.0
+            ),
+            metrics_timeout_s=env_float(
+                env, "CONSOLE_METRICS_TIMEOUT_SECONDS", cls.metrics_timeout_s, 0.1
             ),
             log_level=env_str(env, "LOG_LEVEL", cls.log_level),
         )

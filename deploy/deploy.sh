@@ -107,7 +107,7 @@ FANOUT_URL="https://order-fanout-$PROJECT_NUMBER.$REGION.run.app"
 echo "# 1. APIs"
 run "${G[@]}" services enable run.googleapis.com cloudtasks.googleapis.com \
   cloudscheduler.googleapis.com firestore.googleapis.com artifactregistry.googleapis.com \
-  cloudbuild.googleapis.com iam.googleapis.com
+  cloudbuild.googleapis.com iam.googleapis.com monitoring.googleapis.com
 
 echo "# 2. Service accounts"
 for sa in fanout worker tasks-invoker scheduler-invoker console; do
@@ -219,9 +219,10 @@ echo "#     gcloud run services proxy order-console --region=$REGION --project=$
 run "${G[@]}" run deploy order-console --image="$IMAGE" --region="$REGION" \
   --service-account="$CONSOLE_SA" --no-allow-unauthenticated --timeout=300 \
   --set-env-vars="SERVICE=console,$COMMON_ENV,FANOUT_URL=$FANOUT_URL,CONSOLE_TRIGGER_AS=$SCHEDULER_SA,GUNICORN_WORKERS=1"
-# Read Firestore; read queues and tasks, pause, resume and purge queues, run and delete tasks.
+# Read Firestore; read queues and tasks, pause, resume and purge queues, run and delete tasks;
+# read the queues' attempt counts in Cloud Monitoring (dispatches and retries per second).
 for role in roles/datastore.viewer roles/cloudtasks.queueAdmin roles/cloudtasks.viewer \
-  roles/cloudtasks.taskRunner roles/cloudtasks.taskDeleter; do
+  roles/cloudtasks.taskRunner roles/cloudtasks.taskDeleter roles/monitoring.viewer; do
   run "${G[@]}" projects add-iam-policy-binding "$PROJECT" \
     --member="serviceAccount:$CONSOLE_SA" --role="$role" --condition=None
 done

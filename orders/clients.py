@@ -6,13 +6,18 @@ through that client.
 Cloud Tasks has no official emulator, so ``CLOUD_TASKS_EMULATOR_HOST``
 (``host:port``) gives the official client an insecure gRPC channel to the local
 cloud's emulator; unset, the client talks to Google with Application Default
-Credentials.
+Credentials. The emulator also serves Cloud Monitoring's ``ListTimeSeries`` for
+the queues' attempt counts, so :func:`monitoring_client` follows the same
+variable.
 """
 
 from __future__ import annotations
 
 import grpc
-from google.cloud import firestore, tasks_v2, tasks_v2beta3
+from google.cloud import firestore, monitoring_v3, tasks_v2, tasks_v2beta3
+from google.cloud.monitoring_v3.services.metric_service.transports import (
+    MetricServiceGrpcTransport,
+)
 from google.cloud.tasks_v2.services.cloud_tasks.transports import CloudTasksGrpcTransport
 from google.cloud.tasks_v2beta3.services.cloud_tasks.transports import (
     CloudTasksGrpcTransport as BetaCloudTasksGrpcTransport,
@@ -51,3 +56,17 @@ def tasks_stats_client(settings: CloudSettings) -> tasks_v2beta3.CloudTasksClien
             transport=BetaCloudTasksGrpcTransport(channel=channel)
         )
     return tasks_v2beta3.CloudTasksClient()
+
+
+def monitoring_client(settings: CloudSettings) -> monitoring_v3.MetricServiceClient:
+    """Return a Cloud Monitoring metrics client, emulator-aware like :func:`tasks_client`.
+
+    With ``CLOUD_TASKS_EMULATOR_HOST`` set it reads the emulator, which serves
+    ``ListTimeSeries`` for ``cloudtasks.googleapis.com/queue/task_attempt_count``.
+    """
+    if settings.tasks_emulator_host:
+        channel = grpc.insecure_channel(settings.tasks_emulator_host, options=_GRPC_OPTIONS)
+        return monitoring_v3.MetricServiceClient(
+            transport=MetricServiceGrpcTransport(channel=channel)
+        )
+    return monitoring_v3.MetricServiceClient()

@@ -9,12 +9,15 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from flask import render_template_string
 from flask.testing import FlaskClient
 from google.cloud import firestore, tasks_v2
 
 from console.app import create_app
+from console.attempt_rates import AttemptRates
 from console.config import ConsoleConfig
 from console.counts import OrderCounts
+from console.queues import QueueView
 from fanout.config import FanoutConfig
 from localcloud.tasks.server import TasksEmulator
 from orders.clients import tasks_client
@@ -109,6 +112,61 @@ def test_queue_actions_reach_the_emulator(
     assert bad.status_code == 400 and "use pause, resume or purge" in _text(bad)
     missing = console.get("/queues/no-such-queue")
     assert missing.status_code == 404 and "no queue 'no-such-queue'" in _text(missing)
+
+
+def _attempt_cell(page: str, field: str) -> tuple[str, str, str]:
+    """Return (data-source, title, text) of a queue row's attempt-rate cell."""
+    cell = re.search(
+        rf'data-field="{field}" data-source="([^"]+)"[^>]*?(?:title="([^"]*)")?>(.*?)</td>',
+        page,
+        re.S,
+    )
+    assert cell is not None, f"no {field} cell"
+    source, title, text = cell.groups()
+    return source, html.unescape(title or ""), re.sub(r"<[^>]+>", "", text).strip()
+
+
+def test_retries_per_second_show_while_the_target_answers_503(
+    console: FlaskClient, paused_tasks: list[str], receiver: Receiver
+) -> None:
+    receiver.scripts["/tasks"] = [503] * 5  # each task's first attempt fails, then 200
+    assert console.post("/queues/order-actions/resume").status_code == 303
+    receiver.wait_at("/tasks", 10)
+
+    def retries_shown() -> str:
+        page = console.get("/queues/order-actions").get_data(as_text=True)
+        source, _, text = _attempt_cell(page, "retries-per-s")
+        return page if source == "monitoring" and float(text) > 0 else ""
+
+    page = wait_for(retries_shown, 15, "a non-zero retries /s from Cloud Monitoring", poll_s=0.2)
+    _, title, retries = _attempt_cell(page, "retries-per-s")
+    assert "not a success" in title and "task_attempt_count" in title
+    source, title, dispatches = _attempt_cell(page, "dispatches-per-s")
+    assert source == "monitoring" and "whatever their response" in title
+    assert float(dispatches) >= float(retries) > 0  # ten attempts, five of them failed
+
+
+def test_without_monitoring_the_rate_columns_say_why(console: FlaskClient) -> None:
+    view = QueueView(
+        name="projects/p/locations/l/queues/q", state="RUNNING", max_dispatches_per_second=5,
+        max_burst_size=5, max_concurrent_dispatches=5, max_attempts=5, min_backoff_s=0.1,
+        max_backoff_s=1, tasks=3, in_flight=1, dispatches_per_s=0.5, enforced_rate=5,
+        oldest_age_s=None,
+    )  # fmt: skip
+    rates = AttemptRates(unavailable="Cloud Monitoring refused the console's account")
+    app = console.application
+    with app.test_request_context("/"):
+        page = render_template_string(
+            '{% from "macros.html" import queue_rows with context %}'
+            '{{ queue_rows(queues, rates, "/") }}',
+            queues=[view],
+            rates=rates,
+        )
+    source, title, text = _attempt_cell(page, "dispatches-per-s")
+    assert (source, text) == ("queue-stats", "0.5") and "from the queue statistics" in title
+    source, _, text = _attempt_cell(page, "retries-per-s")
+    assert source == "none" and text == "—"
+    assert "not known: Cloud Monitoring refused the console&#39;s account" in page
 
 
 def test_orders_are_counted_by_status_and_paged(console: FlaskClient, db: firestore.Client) -> None:

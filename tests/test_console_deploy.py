@@ -32,6 +32,7 @@ def test_the_console_deploys_private_with_its_own_account_and_narrow_roles(tmp_p
         "roles/cloudtasks.taskRunner",
         "roles/cloudtasks.taskDeleter",
         "roles/iam.serviceAccountOpenIdTokenCreator",
+        "roles/monitoring.viewer",  # the queues' attempt counts: dispatches and retries /s
     }
     assert not any("allow-unauthenticated" in line and "no-" not in line for line in lines)
     assert "gcloud run services proxy order-console --region=europe-west1" in result.stdout

@@ -24,6 +24,7 @@ import time
 
 import requests
 
+from localcloud.tasks.attempt_counts import AttemptCounts
 from localcloud.tasks.delivery import TokenSource, deliver, new_session, retry_reason
 from localcloud.tasks.model import QUEUE_STATE_RUNNING, QueueConfig, TaskRecord
 from localcloud.tasks.override import apply_override, override_from_json
@@ -49,10 +50,12 @@ class QueueDispatcher:
         store: TaskStore,
         tokens: TokenSource | None,
         dispatch_threads: int = DEFAULT_DISPATCH_THREADS,
+        attempts: AttemptCounts | None = None,
     ) -> None:
         self.config = config
         self._store = store
         self._tokens = tokens
+        self._attempts = attempts or AttemptCounts()
         self._queue_id = config.queue_id
         self._threads = dispatch_threads
         self._override = override_from_json(config.http_target)
@@ -243,6 +246,7 @@ class QueueDispatcher:
         override = self._override
         sent = task if override is None else apply_override(task, override)
         result = deliver(session, sent, self._queue_id, self._tokens)
+        self._attempts.record(self.config.name, result.grpc_code, result.response_time_s)
         self._follow_answer(result.http_status, result.retry_after_s)
         if result.succeeded:
             self._store.finish(task.name, result, "succeeded")
@@ -276,7 +280,11 @@ class QueueDispatcher:
 
 
 class Dispatcher:
-    """Runs a :class:`QueueDispatcher` for every queue of a store."""
+    """Runs a :class:`QueueDispatcher` for every queue of a store.
+
+    :attr:`attempts` counts every queue's attempts by response code, for the
+    emulator's Cloud Monitoring metric.
+    """
 
     def __init__(
         self,
@@ -287,6 +295,7 @@ class Dispatcher:
         self._store = store
         self._tokens = tokens
         self.dispatch_threads = dispatch_threads
+        self.attempts = AttemptCounts()
         self._lock = threading.Lock()
         self._queues: dict[str, QueueDispatcher] = {}
         self._retired: list[QueueDispatcher] = []
@@ -305,7 +314,9 @@ class Dispatcher:
         with self._lock:
             if not self._running or config.name in self._queues:
                 return
-            loop = QueueDispatcher(config, self._store, self._tokens, self.dispatch_threads)
+            loop = QueueDispatcher(
+                config, self._store, self._tokens, self.dispatch_threads, self.attempts
+            )
             self._queues[config.name] = loop
         loop.start()
 

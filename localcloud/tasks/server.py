@@ -12,6 +12,7 @@ from localcloud.oidc import LocalIssuer
 from localcloud.tasks.dispatcher import DEFAULT_DISPATCH_THREADS, STOP_TIMEOUT_S, Dispatcher
 from localcloud.tasks.errors import EmulatorStartError, EmulatorStateError
 from localcloud.tasks.issuer_state import ANY_PORT, start_kept_issuer
+from localcloud.tasks.metric_service import MetricService
 from localcloud.tasks.model import QueueConfig
 from localcloud.tasks.rest import RestApi, RestServer
 from localcloud.tasks.service import CloudTasksService
@@ -25,6 +26,9 @@ MAX_MESSAGE_BYTES = 256 * 1024 * 1024  # a full batch of 100 tasks of 1 MiB fits
 
 class TasksEmulator:
     """A Cloud Tasks v2 emulator served over gRPC, embeddable in-process.
+
+    The same port serves Cloud Monitoring's ``ListTimeSeries`` for the queues'
+    ``task_attempt_count`` metric (:mod:`localcloud.tasks.metric_service`).
 
     ``port`` 0 binds a free port. ``issuer`` signs the tasks' OIDC tokens; when
     None the emulator starts (and stops) its own :class:`LocalIssuer`.
@@ -132,7 +136,10 @@ class TasksEmulator:
         )
         server = grpc.server(
             executor,
-            handlers=service.handlers(),
+            handlers=[
+                *service.handlers(),
+                *MetricService(dispatcher.attempts).handlers(self.rpc_latency_s),
+            ],
             options=[
                 ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
                 ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),

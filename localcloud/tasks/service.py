@@ -227,9 +227,9 @@ class CloudTasksService:
         operations = {"GetOperation": methods.pop("GetOperation")}
         beta = self.beta_methods()
         return [
-            _generic(TASKS_SERVICE, methods, self.rpc_latency_s),
-            _generic(BETA_TASKS_SERVICE, beta, self.rpc_latency_s),
-            _generic(OPERATIONS_SERVICE, operations, self.rpc_latency_s),
+            generic_handler(TASKS_SERVICE, methods, self.rpc_latency_s),
+            generic_handler(BETA_TASKS_SERVICE, beta, self.rpc_latency_s),
+            generic_handler(OPERATIONS_SERVICE, operations, self.rpc_latency_s),
         ]
 
 
@@ -247,7 +247,13 @@ def call(method: Method, request: Any) -> tuple[Any, TasksEmulatorError | None]:
         return None, TasksEmulatorError(INTERNAL_MESSAGE)
 
 
-def _generic(service: str, methods: dict[str, Method], latency_s: float) -> grpc.GenericRpcHandler:
+def generic_handler(
+    service: str, methods: dict[str, Method], latency_s: float
+) -> grpc.GenericRpcHandler:
+    """Return the gRPC handler of ``service``'s ``methods`` (raw bytes in, errors mapped).
+
+    ``latency_s`` seconds are slept before each call (0 for none).
+    """
     handlers = {name: _unary(method, latency_s) for name, method in methods.items()}
     return grpc.method_handlers_generic_handler(service, handlers)
 
