@@ -39,14 +39,22 @@ def run_demo(*args: str, env: dict[str, str] | None = None) -> subprocess.Comple
 
 @contextlib.contextmanager
 def started(argv: list[str], stdout: Any, stderr: Any) -> Iterator[subprocess.Popen[str]]:
-    """Run ``argv`` with the demo's environment; kill it on the way out if it still runs."""
+    """Run ``argv`` with the demo's environment; stop it on the way out if it still runs.
+
+    SIGTERM first, so that the demo stops the processes it started (SIGKILL would
+    leave them running); SIGKILL only if it does not exit.
+    """
     process = subprocess.Popen(argv, stdout=stdout, stderr=stderr, text=True, env=demo_environ())
     try:
         yield process
     finally:
         if process.poll() is None:
-            process.kill()
-            process.wait()
+            process.terminate()
+            try:
+                process.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
 
 
 def listening(host_port: str) -> bool:
