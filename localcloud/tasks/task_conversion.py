@@ -66,7 +66,8 @@ def task_from_request(
         raise InvalidArgumentError(f"Unknown http_method {method}.")
     if http.body and method not in _BODY_METHODS:
         raise InvalidArgumentError("A request body is allowed only for POST, PUT and PATCH.")
-    headers = dict(http.headers)
+    given = http.headers
+    headers = {key: given[key] for key in given}  # dict(given) is slower
     check_headers(headers)
     if http.HasField("oauth_token"):
         raise InvalidArgumentError("oauth_token is not supported by the emulator; use oidc_token.")
@@ -157,9 +158,10 @@ def task_to_pb(task: TaskRecord, view: int, task_cls: Any) -> Any:
 def fill_task_pb(task: TaskRecord, view: int, pb: Any) -> None:
     """Set the empty ``Task`` message ``pb`` (say, a repeated field's new element) to ``task``.
 
-    The parts tasks share (HTTP request but its body, dispatch deadline, view) are
-    copied from a message made once per combination: a BatchCreateTasks answer
-    holds up to 100 tasks of one fan-out.
+    The parts tasks share (HTTP request but its body, dispatch deadline, view,
+    schedule and create times) are copied from a message made once per
+    combination: a BatchCreateTasks answer holds up to 100 tasks of one fan-out,
+    created at one time.
     """
     full = view == VIEW_FULL
     task_cls: Any = type(pb)
@@ -173,6 +175,8 @@ def fill_task_pb(task: TaskRecord, view: int, pb: Any) -> None:
             task.oidc_email,
             task.oidc_audience,
             task.dispatch_deadline_s,
+            task.schedule_time_s,
+            task.create_time_s,
         )
     )
     pb.name = task.name
@@ -182,8 +186,6 @@ def fill_task_pb(task: TaskRecord, view: int, pb: Any) -> None:
         pb.response_count = task.response_count
     if full and task.body:
         pb.http_request.body = task.body
-    set_timestamp(pb.schedule_time, task.schedule_time_s)
-    set_timestamp(pb.create_time, task.create_time_s)
     if task.first_attempt is not None:
         set_timestamp(pb.first_attempt.dispatch_time, task.first_attempt.dispatch_time_s)
     if task.last_attempt is not None:
@@ -200,6 +202,8 @@ def _shared_part(
     oidc_email: str,
     oidc_audience: str,
     dispatch_deadline_s: float,
+    schedule_time_s: float,
+    create_time_s: float,
 ) -> Any:
     """Return a ``Task`` with only the fields tasks share set (copied from, never changed)."""
     pb = task_cls(view=VIEW_FULL if full else VIEW_BASIC)
@@ -213,6 +217,8 @@ def _shared_part(
         if oidc_audience:
             http.oidc_token.audience = oidc_audience
     set_duration(pb.dispatch_deadline, dispatch_deadline_s)
+    set_timestamp(pb.schedule_time, schedule_time_s)
+    set_timestamp(pb.create_time, create_time_s)
     return pb
 
 
