@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any
 
 from google.api_core import exceptions as gexc
 from google.api_core import retry as gretry
@@ -132,11 +133,14 @@ class Enqueuer:
         Calls queue behind those already submitted, so a caller that submits the
         next page before collecting this one keeps every call slot busy.
         """
-        results: list[CreateResult | None] = [self._oversize(task) for task in tasks]
+        results: list[CreateResult | None] = []
         by_queue: dict[str, list[int]] = {}
-        for i, result in enumerate(results):
+        for i, task in enumerate(tasks):
+            raw = tasks_v2.Task.pb(task)  # the raw protobuf: no proto-plus lookups
+            result = self._oversize(raw)
+            results.append(result)
             if result is None:
-                by_queue.setdefault(self._parent(tasks[i]), []).append(i)
+                by_queue.setdefault(self._parent(raw), []).append(i)
         chunks = [
             (queue, indexes[start : start + BATCH_LIMIT])
             for queue, indexes in by_queue.items()
@@ -153,13 +157,13 @@ class Enqueuer:
         self._pool.shutdown(wait=True)
         self._singles.shutdown(wait=True)
 
-    def _parent(self, task: tasks_v2.Task) -> str:
-        """Return the queue a task goes to: the one its name is in."""
-        name: str = tasks_v2.Task.pb(task).name  # the raw protobuf: no proto-plus lookup
+    def _parent(self, raw_task: Any) -> str:
+        """Return the queue a task (raw protobuf) goes to: the one its name is in."""
+        name: str = raw_task.name
         return name.rsplit("/tasks/", 1)[0] if name else self._queue_path
 
-    def _oversize(self, task: tasks_v2.Task) -> CreateResult | None:
-        size = tasks_v2.Task.pb(task).ByteSize()
+    def _oversize(self, raw_task: Any) -> CreateResult | None:
+        size = raw_task.ByteSize()
         if size <= self._max_task_bytes:
             return None
         return CreateResult(

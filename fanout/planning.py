@@ -53,7 +53,7 @@ def plan_page(
     """
     plan = PagePlan()
     for snapshot in orders:
-        order = snapshot.to_dict() or {}
+        order = planned_fields(snapshot)
         try:
             new_names = needs_new_names(order, selection)
             generation = current_generation(order) + (1 if new_names else 0)
@@ -76,6 +76,26 @@ def plan_page(
         plan.tasks.extend(tasks)
         plan.owners.extend([snapshot.id] * len(tasks))
     return plan
+
+
+PLANNED_FIELDS = ("status", "fanout", "actions")  # what planning reads of an order
+
+
+def planned_fields(snapshot: firestore.DocumentSnapshot) -> dict[str, Any]:
+    """Return the order's fields that planning reads, as ``to_dict()`` has them.
+
+    Only those: ``to_dict()`` deep-copies the whole order (its items, its
+    timestamps), which cost more than the rest of planning an order.
+    """
+    if not snapshot.exists:
+        return {}
+    fields: dict[str, Any] = {}
+    for name in PLANNED_FIELDS:
+        try:
+            fields[name] = snapshot.get(name)
+        except KeyError:  # the order has no such field
+            continue
+    return fields
 
 
 def needs_new_names(order: dict[str, Any], selection: Selection) -> bool:

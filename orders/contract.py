@@ -50,9 +50,12 @@ MAX_GENERATION = 2**63 - 1  # Firestore integers are signed 64-bit
 
 def encode_order_id(order_id: str) -> str:
     """Encode any order id injectively into ``[A-Za-z0-9_]`` (see the module docstring)."""
-    if order_id.isascii() and order_id.isalnum():  # ASCII letters and digits only: as is
-        return order_id
+    if order_id.isascii():  # one character, one UTF-8 byte: a table does it
+        return order_id if order_id.isalnum() else order_id.translate(_ASCII_ESCAPES)
     return "".join(chr(b) if b in _PLAIN else f"_{b:02x}" for b in order_id.encode("utf-8"))
+
+
+_ASCII_ESCAPES = {b: f"_{b:02x}" for b in range(128) if b not in _PLAIN}
 
 
 def decode_order_id(encoded: str) -> str:
@@ -194,16 +197,14 @@ def build_task(
     ``queue_count`` is the size of the queue group the task goes to (default:
     the settings' own, ``TASKS_QUEUE_COUNT``).
 
-    Every task of one configuration differs only in its name and body, so each is
-    a copy of one template with those two set, on the raw protobuf (a fan-out
-    builds hundreds of thousands of them).
+    Every task of one configuration (and one run's headers) differs only in its
+    name and body, so each is a copy of one template with those two set, on the
+    raw protobuf (a fan-out builds hundreds of thousands of them).
     """
     raw = _raw_task_type()()
-    raw.CopyFrom(_template(settings))
+    raw.CopyFrom(_template(settings, tuple(headers.items()) if headers else ()))
     raw.name = task_name(settings, payload, queue_count)
     raw.http_request.body = payload.to_json()
-    if headers:
-        raw.http_request.headers.update(headers)
     return tasks_v2.Task.wrap(raw)
 
 
@@ -213,14 +214,14 @@ def _raw_task_type() -> Any:
     return tasks_v2.Task.pb()
 
 
-@functools.lru_cache(maxsize=8)
-def _template(settings: CloudSettings) -> Any:
-    """Return the raw protobuf every task of ``settings`` is copied from."""
+@functools.lru_cache(maxsize=8)  # a run's tasks share their trace headers
+def _template(settings: CloudSettings, headers: tuple[tuple[str, str], ...]) -> Any:
+    """Return the raw protobuf every task of ``settings`` with ``headers`` is copied from."""
     task = tasks_v2.Task(
         http_request=tasks_v2.HttpRequest(
             http_method=tasks_v2.HttpMethod.POST,
             url=settings.task_url,
-            headers={"Content-Type": "application/json"},
+            headers={"Content-Type": "application/json", **dict(headers)},
             oidc_token=tasks_v2.OidcToken(
                 service_account_email=settings.invoker_email,
                 audience=settings.worker_url,

@@ -171,3 +171,21 @@ def test_built_task_follows_the_contract() -> None:
     assert request.oidc_token.audience == "https://w.example/base"
     assert request.oidc_token.service_account_email == settings.invoker_email
     assert task.dispatch_deadline.total_seconds() == settings.dispatch_deadline_s
+
+
+def test_a_runs_headers_go_on_its_tasks_only() -> None:
+    settings = CloudSettings(project="p", location="l", queue="q")
+    payload = TaskPayload("o-1", "send_confirmation", 0, "run-1")
+    traced = build_task(settings, payload, {"traceparent": "00-a-b-01"})
+    other = build_task(settings, payload, {"traceparent": "00-c-d-01", "Content-Type": "text/x"})
+    plain = build_task(settings, payload)
+    assert dict(traced.http_request.headers) == {
+        "Content-Type": "application/json",
+        "traceparent": "00-a-b-01",
+    }
+    assert dict(other.http_request.headers) == {
+        "Content-Type": "text/x",
+        "traceparent": "00-c-d-01",
+    }
+    assert dict(plain.http_request.headers) == {"Content-Type": "application/json"}
+    assert build_task(settings, payload, {"traceparent": "00-a-b-01"}) == traced

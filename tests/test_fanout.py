@@ -9,6 +9,7 @@ from google.cloud.firestore_v1.base_query import FieldFilter
 from fanout.app import build_runner
 from fanout.config import FanoutConfig
 from fanout.marking import mark_queued
+from fanout.planning import PLANNED_FIELDS, planned_fields
 from localcloud.tasks.server import TasksEmulator
 from orders.schema import INVENTORY, ORDERS, OUTBOX
 from tests.support.fanout_setup import make_cloud, scheduler_headers, served_fanout
@@ -105,3 +106,21 @@ def test_marking_never_undoes_a_finished_order_and_keeps_the_generation(
     assert marked[first]["status"] == "queued" and marked[first]["fanout"] == {"runId": "run-7"}
     assert marked[second]["status"] == "completed" and marked[second]["fanout"]["runId"] == "run-7"
     assert marked[third]["fanout"] == {"generation": 2, "runId": "run-7"}
+
+
+def test_planning_reads_the_fields_it_needs_as_the_whole_order_has_them(
+    db: firestore.Client,
+) -> None:
+    (order_id,) = seed_orders(db, 1)
+    ref = db.collection(ORDERS).document(order_id)
+    pending = ref.get()
+    ref.update({"fanout": {"runId": "r1", "generation": 2, "queuedAt": firestore.SERVER_TIMESTAMP}})
+    fanned_out = ref.get()
+
+    for snapshot in (pending, fanned_out):
+        whole = snapshot.to_dict() or {}
+        expected = {name: whole[name] for name in PLANNED_FIELDS if name in whole}
+        assert planned_fields(snapshot) == expected
+    assert "fanout" not in planned_fields(pending)
+    assert planned_fields(fanned_out)["fanout"]["generation"] == 2
+    assert planned_fields(db.collection(ORDERS).document("no-such-order").get()) == {}

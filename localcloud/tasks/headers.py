@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 
 from localcloud.tasks.errors import InvalidArgumentError
@@ -31,8 +32,13 @@ def check_header_value(key: str, value: str) -> None:
 
 def check_headers(headers: dict[str, str]) -> None:
     """Raise :class:`InvalidArgumentError` for a bad header name or value, or over 80 KB."""
+    _check_header_items(tuple(headers.items()))
+
+
+@functools.lru_cache(maxsize=64)  # the tasks of one fan-out share their headers
+def _check_header_items(items: tuple[tuple[str, str], ...]) -> None:
     total = 0
-    for key, value in headers.items():
+    for key, value in items:
         if not key or not _HEADER_NAME_CHARS.issuperset(key):
             raise InvalidArgumentError(f"Invalid HTTP header name {key!r}.")
         check_header_value(key, value)

@@ -6,6 +6,7 @@ seconds.
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import asdict, dataclass, fields
 from typing import Any
@@ -118,6 +119,7 @@ class AttemptResult:
 
 _TASK_COLUMNS = frozenset({"name", "body", "schedule_time_s", "leased"})
 _TASK_JSON_FIELDS = tuple(f.name for f in fields(TaskRecord) if f.name not in _TASK_COLUMNS)
+_KEYED_FIELDS = tuple(name for name in _TASK_JSON_FIELDS if name != "headers")  # hashable values
 
 
 def queue_to_json(config: QueueConfig) -> str:
@@ -135,13 +137,23 @@ def queue_from_json(text: str) -> QueueConfig:
 def task_to_json(task: TaskRecord) -> str:
     """Return ``task`` as JSON, without its name, body, schedule time and lease flag.
 
-    Those four are columns of their own in the durable store.
+    Those four are columns of their own in the durable store. Every created
+    task is written through here, and the tasks created in one second with the
+    same request (a fan-out's) have the same JSON: it is made once for them.
     """
-    values = {name: getattr(task, name) for name in _TASK_JSON_FIELDS}
-    values["retry"] = _shallow(task.retry)
-    values["first_attempt"] = _shallow(task.first_attempt)
-    values["last_attempt"] = _shallow(task.last_attempt)
-    return json.dumps(values)
+    values = tuple([getattr(task, name) for name in _KEYED_FIELDS])
+    return _record_json(values, tuple(task.headers.items()))
+
+
+@functools.lru_cache(maxsize=256)
+def _record_json(values: tuple[Any, ...], headers: tuple[tuple[str, str], ...]) -> str:
+    """Return the JSON of a task record whose fields other than headers are ``values``."""
+    record: dict[str, Any] = dict(zip(_KEYED_FIELDS, values, strict=True))
+    record["headers"] = dict(headers)
+    record["retry"] = _shallow(record["retry"])
+    record["first_attempt"] = _shallow(record["first_attempt"])
+    record["last_attempt"] = _shallow(record["last_attempt"])
+    return json.dumps(record)
 
 
 def _shallow(record: RetryPolicy | AttemptRecord | None) -> dict[str, Any] | None:

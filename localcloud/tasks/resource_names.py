@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 import secrets
 
@@ -22,6 +23,7 @@ def check_location(parent: str) -> str:
     return parent
 
 
+@functools.lru_cache(maxsize=256)  # every request names a queue; a batch, up to 101 times
 def check_queue_name(name: str) -> str:
     """Return ``name`` if it is a well-formed full queue name."""
     location, sep, queue_id = name.rpartition("/queues/")

@@ -32,7 +32,7 @@ from localcloud.tasks.operations import OperationLog, batch_operation
 from localcloud.tasks.paging import decode_page_token, encode_page_token, page_size
 from localcloud.tasks.queues import BetaQueue, Queue, QueueService
 from localcloud.tasks.resource_names import check_queue_name, check_task_name
-from localcloud.tasks.task_conversion import task_from_request, task_to_pb
+from localcloud.tasks.task_conversion import fill_task_pb, task_from_request, task_to_pb
 from localcloud.tasks.task_store import TaskStore
 
 log = logging.getLogger(__name__)
@@ -134,7 +134,7 @@ class CloudTasksService:
                 failures[index] = result
             else:
                 view = request.requests[index].response_view
-                response.tasks.append(task_to_pb(result, view, _Task))
+                fill_task_pb(result, view, response.tasks.add())
         operation = batch_operation(op_name, started_s, response, failures, count)
         self.operations.put(operation)
         return operation

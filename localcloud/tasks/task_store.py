@@ -84,7 +84,7 @@ class TaskStore(ABC):
 
     @abstractmethod
     def add_tasks(self, tasks: Sequence[TaskRecord]) -> list[TaskRecord | TasksEmulatorError]:
-        """Add tasks one by one; per task return a copy of it or the error it raised."""
+        """Add tasks in order, atomically; per task return it as stored or the error it raised."""
 
     def add_task(self, task: TaskRecord) -> TaskRecord:
         """Add one task; raise :class:`TaskAlreadyExistsError` if the name is taken."""
