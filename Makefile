@@ -45,10 +45,14 @@ demo: venv
 browser:
 	@.ci/browser-tools
 
+# The suite runs in TEST_WORKERS processes (pytest-xdist; 0: in pytest's own), each test
+# file whole on one worker so that its module fixtures start once (docs/testing.md).
+TEST_WORKERS ?= 2
+
 test: venv image-tools browser
 	$(BIN)/ruff check .
 	$(BIN)/mypy
-	$(BIN)/pytest
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
 chaos: venv
 	$(BIN)/localcloud chaos

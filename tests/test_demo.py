@@ -18,8 +18,17 @@ from tests.support.receiver import wait_for
 LOCALCLOUD = str(Path(sys.executable).parent / "localcloud")
 
 
-def run_demo(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def run_demo(
+    *args: str, env: dict[str, str] | None = None, firestore_host: str = ""
+) -> subprocess.CompletedProcess[str]:
+    """Run the demo; it starts a Firestore emulator of its own unless given ``firestore_host``.
+
+    Starting one (a JVM) takes seconds: the tests that check the demo's own emulator
+    start it, the others use the session's, as a user's FIRESTORE_EMULATOR_HOST is used.
+    """
     environ = {k: v for k, v in os.environ.items() if k != "FIRESTORE_EMULATOR_HOST"}
+    if firestore_host:
+        environ["FIRESTORE_EMULATOR_HOST"] = firestore_host
     return subprocess.run(
         [LOCALCLOUD, "demo", *args],
         capture_output=True,
@@ -54,14 +63,18 @@ def test_demo_completes_every_order_and_stops_everything() -> None:
     assert not [p for p in ports if listening(p)], "a process outlived the demo"
 
 
-@pytest.mark.usefixtures("firestore_emulator")
-def test_demo_that_times_out_says_so_and_exits_non_zero() -> None:
-    result = run_demo("--orders", "400", "--timeout", "1", "--json")
+def test_demo_that_times_out_says_so_and_exits_non_zero(firestore_emulator: str) -> None:
+    result = run_demo(
+        "--orders", "400", "--timeout", "1", "--json", firestore_host=firestore_emulator
+    )
     assert result.returncode == 1, result.stderr[-3000:]
     assert re.search(r"only \d+ of 400 orders completed within 1 s", result.stderr)
     report = json.loads(result.stdout.strip().splitlines()[-1])
     assert report["completed"] < 400
-    assert not [p for p in started_ports(result.stderr) if listening(p)]
+    ports = started_ports(result.stderr)
+    # Firestore (the session's, left running), Cloud Tasks, worker, fanout
+    assert firestore_emulator in ports and len(ports) == 4
+    assert not [p for p in ports if p != firestore_emulator and listening(p)]
 
 
 def test_demo_without_the_firestore_emulator_says_how_to_install_it(tmp_path: Path) -> None:
@@ -96,9 +109,10 @@ def test_ctrl_c_stops_every_process_the_demo_started(tmp_path: Path) -> None:
     assert len(ports) == 4 and not [p for p in ports if listening(p)]
 
 
-@pytest.mark.usefixtures("firestore_emulator")  # skips outside CI, fails in CI, when it is missing
-def test_demo_with_a_queue_group_completes_every_order() -> None:
-    result = run_demo("--orders", "60", "--queues", "3", "--json")
+def test_demo_with_a_queue_group_completes_every_order(firestore_emulator: str) -> None:
+    result = run_demo(
+        "--orders", "60", "--queues", "3", "--json", firestore_host=firestore_emulator
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads(result.stdout.strip().splitlines()[-1])
     assert report["orders"] == report["completed"] == 60
