@@ -31,7 +31,7 @@ from tests.support.receiver import wait_for
 
 try:
     from selenium import webdriver
-    from selenium.common.exceptions import StaleElementReferenceException
+    from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
     from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.by import By
 except ImportError:  # pragma: no cover - the dev extras install it
@@ -60,8 +60,8 @@ def wait_until(check: Callable[[], Any], timeout_s: float = 60.0, what: str = ""
     def looked() -> Any:
         try:
             return check()
-        except StaleElementReferenceException:  # the page refreshed under us: look again
-            return None
+        except (StaleElementReferenceException, NoSuchElementException):
+            return None  # the page refreshed, or a form's answer is loading: look again
 
     return wait_for(looked, timeout_s, what or str(check), poll_s=BROWSER_POLL_S)
 
