@@ -52,7 +52,12 @@ class LocalConsole:
         self._server = make_server(
             "127.0.0.1", port, app, threaded=True, request_handler=_QuietHandler
         )
-        threading.Thread(target=self._server.serve_forever, name="console", daemon=True).start()
+        threading.Thread(
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": 0.05},  # seconds until stop() is seen
+            name="console",
+            daemon=True,
+        ).start()
         self.url = f"http://127.0.0.1:{port}/"
         return self.url
 

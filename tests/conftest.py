@@ -3,7 +3,9 @@
 The official Firestore emulator runs once per session in its own process group.
 Each test gets its own Firestore project id, so tests never see each other's data.
 Outside CI a missing emulator skips the tests that need it; in CI (CI=true) it
-fails them.
+fails them. Under pytest-xdist (``-n``) the controlling process starts the one
+emulator before the workers, which inherit FIRESTORE_EMULATOR_HOST: one JVM for
+the run, not one per worker.
 """
 
 from __future__ import annotations
@@ -31,6 +33,57 @@ from tests.support.hypothesis_profiles import load_profile
 from tests.support.receiver import Receiver
 
 load_profile()  # HYPOTHESIS_PROFILE=deep for many more examples (see the README)
+
+_SHARED_EMULATOR = pytest.StashKey[contextlib.ExitStack]()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Under xdist, start the Firestore emulator once, in the controller, for every worker."""
+    workers = getattr(config.option, "numprocesses", None)
+    if not workers or hasattr(config, "workerinput"):
+        return  # no workers, or this is one of them
+    stack = contextlib.ExitStack()
+    config.stash[_SHARED_EMULATOR] = stack
+    with contextlib.suppress(LocalCloudError):  # each worker's fixture then reports why
+        stack.enter_context(emulator_host())
+
+
+# The files that take longest (most of it waiting: a JVM, gcloud, buildah, a browser,
+# backoffs), slowest first. Under xdist each file runs whole on one worker
+# (``--dist loadfile --no-loadscope-reorder``) and they are handed out first, so that
+# no worker is left running one of them alone at the end.
+SLOWEST_FILES = (
+    "test_demo.py",
+    "test_chaos.py",
+    "test_image.py",
+    "test_tasks_gcloud.py",
+    "test_console_browser.py",
+    "test_deploy.py",
+    "test_scheduler.py",
+    "conformance/test_dispatch.py",
+    "test_fanout_interrupted.py",
+    "test_console_up.py",
+)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Under xdist, put the slowest files first; each file's tests keep their order."""
+    if not hasattr(config, "workerinput"):
+        return
+
+    def rank(item: pytest.Item) -> int:
+        path = item.path.as_posix()
+        slow = [i for i, name in enumerate(SLOWEST_FILES) if path.endswith(f"/tests/{name}")]
+        return slow[0] if slow else len(SLOWEST_FILES)
+
+    items.sort(key=rank)  # stable: the others keep pytest's order
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """Stop the emulator ``pytest_configure`` started, if it did."""
+    stack = config.stash.get(_SHARED_EMULATOR, None)
+    if stack is not None:
+        stack.close()
 
 
 @pytest.fixture(scope="session")

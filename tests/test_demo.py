@@ -22,29 +22,42 @@ from tests.support.receiver import wait_for
 LOCALCLOUD = str(Path(sys.executable).parent / "localcloud")
 
 
-def demo_environ() -> dict[str, str]:
-    """This environment without the emulator address: the demo starts its own."""
-    return {k: v for k, v in os.environ.items() if k != "FIRESTORE_EMULATOR_HOST"}
+def demo_environ(firestore_host: str = "") -> dict[str, str]:
+    """This environment, with ``firestore_host`` as the emulator (none: the demo starts one)."""
+    environ = {k: v for k, v in os.environ.items() if k != "FIRESTORE_EMULATOR_HOST"}
+    if firestore_host:
+        environ["FIRESTORE_EMULATOR_HOST"] = firestore_host
+    return environ
 
 
-def run_demo(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def run_demo(
+    *args: str, env: dict[str, str] | None = None, firestore_host: str = ""
+) -> subprocess.CompletedProcess[str]:
+    """Run the demo; it starts a Firestore emulator of its own unless given ``firestore_host``.
+
+    Starting one (a JVM) takes seconds: the tests that check the demo's own emulator
+    start it, the others use the session's, as a user's FIRESTORE_EMULATOR_HOST is used.
+    """
     return subprocess.run(
         [LOCALCLOUD, "demo", *args],
         capture_output=True,
         text=True,
         timeout=240,
-        env=env or demo_environ(),
+        env=env or demo_environ(firestore_host),
     )
 
 
 @contextlib.contextmanager
-def started(argv: list[str], stdout: Any, stderr: Any) -> Iterator[subprocess.Popen[str]]:
+def started(
+    argv: list[str], stdout: Any, stderr: Any, firestore_host: str = ""
+) -> Iterator[subprocess.Popen[str]]:
     """Run ``argv`` with the demo's environment; stop it on the way out if it still runs.
 
     SIGTERM first, so that the demo stops the processes it started (SIGKILL would
     leave them running); SIGKILL only if it does not exit.
     """
-    process = subprocess.Popen(argv, stdout=stdout, stderr=stderr, text=True, env=demo_environ())
+    environ = demo_environ(firestore_host)
+    process = subprocess.Popen(argv, stdout=stdout, stderr=stderr, text=True, env=environ)
     try:
         yield process
     finally:
@@ -82,14 +95,18 @@ def test_demo_completes_every_order_and_stops_everything() -> None:
     assert not [p for p in ports if listening(p)], "a process outlived the demo"
 
 
-@pytest.mark.usefixtures("firestore_emulator")
-def test_demo_that_times_out_says_so_and_exits_non_zero() -> None:
-    result = run_demo("--orders", "400", "--timeout", "1", "--json")
+def test_demo_that_times_out_says_so_and_exits_non_zero(firestore_emulator: str) -> None:
+    result = run_demo(
+        "--orders", "400", "--timeout", "1", "--json", firestore_host=firestore_emulator
+    )
     assert result.returncode == 1, result.stderr[-3000:]
     assert re.search(r"only \d+ of 400 orders completed within 1 s", result.stderr)
     report = json.loads(result.stdout.strip().splitlines()[-1])
     assert report["completed"] < 400
-    assert not [p for p in started_ports(result.stderr) if listening(p)]
+    ports = started_ports(result.stderr)
+    # Firestore (the session's, left running), Cloud Tasks, worker, fanout
+    assert firestore_emulator in ports and len(ports) == 4
+    assert not [p for p in ports if p != firestore_emulator and listening(p)]
 
 
 def test_demo_without_the_firestore_emulator_says_how_to_install_it(tmp_path: Path) -> None:
@@ -113,11 +130,15 @@ def test_ctrl_c_stops_every_process_the_demo_started(tmp_path: Path) -> None:
     assert len(ports) == 4 and not [p for p in ports if listening(p)]
 
 
-@pytest.mark.usefixtures("firestore_emulator")
-def test_keep_running_prints_the_json_report_at_once_and_ctrl_c_stops_it(tmp_path: Path) -> None:
+def test_keep_running_prints_the_json_report_at_once_and_ctrl_c_stops_it(
+    tmp_path: Path, firestore_emulator: str
+) -> None:
     errors = tmp_path / "demo.err"
     argv = [LOCALCLOUD, "demo", "--orders", "10", "--json", "--keep-running"]
-    with open(errors, "w") as sink, started(argv, subprocess.PIPE, sink) as demo:
+    with (
+        open(errors, "w") as sink,
+        started(argv, subprocess.PIPE, sink, firestore_emulator) as demo,
+    ):
         assert demo.stdout is not None
         with ThreadPoolExecutor(1) as reader:  # the report's JSON line, while it stays up
             line = reader.submit(demo.stdout.readline).result(timeout=120)
@@ -129,12 +150,14 @@ def test_keep_running_prints_the_json_report_at_once_and_ctrl_c_stops_it(tmp_pat
         demo.send_signal(signal.SIGINT)
         assert demo.wait(timeout=60) == 130  # also when a thread other than main got it
     ports = started_ports(errors.read_text())
-    assert len(ports) == 5 and not [p for p in ports if listening(p)]  # with the console
+    assert len(ports) == 5  # the console, the session's Firestore emulator, tasks, worker, fanout
+    assert [p for p in ports if listening(p)] == [firestore_emulator]  # the rest stopped
 
 
-@pytest.mark.usefixtures("firestore_emulator")  # skips outside CI, fails in CI, when it is missing
-def test_demo_with_a_queue_group_completes_every_order() -> None:
-    result = run_demo("--orders", "60", "--queues", "3", "--json")
+def test_demo_with_a_queue_group_completes_every_order(firestore_emulator: str) -> None:
+    result = run_demo(
+        "--orders", "60", "--queues", "3", "--json", firestore_host=firestore_emulator
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads(result.stdout.strip().splitlines()[-1])
     assert report["orders"] == report["completed"] == 60

@@ -123,6 +123,7 @@ def test_never_two_executions_at_once(receiver: Receiver) -> None:
     assert receiver.max_concurrent == 1  # ticks during an execution were skipped
 
 
+@pytest.mark.usefixtures("firestore_emulator")  # `up` uses it, as a user's: no JVM of its own
 def test_localcloud_up_runs_the_schedule_until_interrupted(tmp_path: Path) -> None:
     schedule = ("--orders", "20", "--schedule", "* * * * * */3")
     with localcloud_up(tmp_path, *schedule) as (process, log):

@@ -22,10 +22,12 @@ class Gcloud:
             "CLOUDSDK_CORE_DISABLE_PROMPTS": "1",
             "CLOUDSDK_CORE_DISABLE_USAGE_REPORTING": "1",
             "CLOUDSDK_COMPONENT_MANAGER_DISABLE_UPDATE_CHECK": "1",
+            # Properties set in the environment, as `gcloud config set` would in the config
+            # directory, without three more runs of gcloud (about a second each).
+            "CLOUDSDK_API_ENDPOINT_OVERRIDES_CLOUDTASKS": endpoint,
+            "CLOUDSDK_AUTH_DISABLE_CREDENTIALS": "true",
+            "CLOUDSDK_CORE_PROJECT": PROJECT,
         }
-        self.run("config", "set", "api_endpoint_overrides/cloudtasks", endpoint)
-        self.run("config", "set", "auth/disable_credentials", "true")
-        self.run("config", "set", "core/project", PROJECT)
 
     def run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         done = subprocess.run(

@@ -7,6 +7,8 @@ from typing import Any
 
 from werkzeug.serving import make_server
 
+SHUTDOWN_POLL_S = 0.05  # how soon a stopping server notices, seconds
+
 
 class ServerThread:
     """A threaded werkzeug server for one app; ``url`` is its base URL.
@@ -18,7 +20,13 @@ class ServerThread:
     def __init__(self, app: Any, port: int = 0) -> None:
         self._server = make_server("127.0.0.1", port, app, threaded=True)
         self.url = f"http://127.0.0.1:{self._server.server_port}"
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        # serve_forever looks at shutdown() every poll_interval: its default, 0.5 s, made
+        # every test that serves an app wait that long at teardown.
+        self._thread = threading.Thread(
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": SHUTDOWN_POLL_S},
+            daemon=True,
+        )
 
     def __enter__(self) -> ServerThread:
         self._thread.start()
