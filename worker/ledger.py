@@ -189,13 +189,14 @@ class Ledger:
             fields["error"] = DELETE_FIELD
         return fields
 
-    def standing(self, claim: Claim) -> Standing:
-        """Tell where ``claim`` stands now: held, done by this delivery, settled by another, lost.
+    def standing(self, claim: Claim, snapshot: Doc) -> Standing:
+        """Tell where ``claim`` stands by its entry read now (``snapshot``).
 
-        Done by this delivery means a commit landed whose answer was lost (its
-        retry was then refused, since the entry had changed).
+        Held, done by this delivery, settled by another, lost, or (a blind
+        claim's) an entry never read. Done by this delivery means a commit
+        landed whose answer was lost (its retry was then refused, since the
+        entry had changed).
         """
-        snapshot = self._store.get(claim.ref)
         entry = snapshot.fields
         if entry.get("claimId") != claim.claim_id:
             if claim.deferred is not None and snapshot.update_time == claim.update_time:

@@ -148,9 +148,9 @@ class Performer:
                 # fresh reads. But our lease may have passed and another delivery
                 # taken the claim over (then stop: the new owner finishes), or our own
                 # commit may have landed and its retry been refused (then it is done).
-                standing = self._ledger.standing(claimed)
+                entry = self._store.get(ledger_ref)
+                standing = self._ledger.standing(claimed, entry)
                 if standing is Standing.UNREAD:  # the entry assumed missing exists: judge it
-                    entry = self._store.get(ledger_ref)
                     claimed = self._ledger.defer(entry, claim_id, payload, delivery)
                     if isinstance(claimed, Settled):
                         return self._settled(claimed, order_ref)
