@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import itertools
 from collections.abc import Iterable
 
 import pytest
@@ -43,7 +44,11 @@ def test_keys_on_one_stripe_are_taken_once() -> None:
 
 def test_a_failed_hold_releases_what_it_took() -> None:
     locks = StripedLocks(stripes=2)
-    first, second = (next(k for k in "abcdefgh" if hash(k) % 2 == stripe) for stripe in (0, 1))
+    # hash() is salted per process, so search for a key on each stripe (never runs out)
+    first, second = (
+        next(k for k in (f"sku-{n}" for n in itertools.count()) if hash(k) % 2 == stripe)
+        for stripe in (0, 1)
+    )
     with contextlib.ExitStack() as blocker:
         locks.hold(blocker, [second], timeout_s=1.0)
         partial = contextlib.ExitStack()
