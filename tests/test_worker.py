@@ -519,28 +519,63 @@ def test_firestore_failing_mid_delivery_answers_503_and_leaves_no_partial_state(
     assert warehouse.summary()["notifications"] == 1
 
 
+@pytest.mark.parametrize("cancelled", ["before the stock is read", "after the stock is read"])
 def test_an_order_cancelled_while_its_stock_is_taken_keeps_its_stock(
-    db: firestore.Client, worker: Sender, monkeypatch: pytest.MonkeyPatch
+    db: firestore.Client, worker: Sender, monkeypatch: pytest.MonkeyPatch, cancelled: str
 ) -> None:
     (order_id,) = seed_orders(db, 1, skus=1)
     before = stock(db)
     runs: list[str] = []
 
+    def cancel() -> None:
+        db.collection(ORDERS).document(order_id).update({"status": "cancelled"})
+
     def cancelled_meanwhile(ctx: ActionContext) -> None:
-        if not runs:  # the order was read (pending), then someone cancels it
-            db.collection(ORDERS).document(order_id).update({"status": "cancelled"})
-        runs.append(str(ctx.order.get("status")))
+        runs.append(str(ctx.order.get("status")))  # as read before the action: pending
+        first = len(runs) == 1
+        if first and cancelled.startswith("before"):
+            cancel()
         update_inventory(ctx)
+        if first and cancelled.startswith("after"):
+            cancel()  # after the action's read of the order: its commit is refused
 
     monkeypatch.setitem(REGISTRY, "update_inventory", cancelled_meanwhile)
     answer = worker.deliver(TaskPayload(order_id, "update_inventory", 0, "r"))
     assert (answer.status_code, answer.json()["outcome"]) == (200, "failed")
     assert "is cancelled" in answer.json()["error"]
-    assert runs == ["pending"]  # the second run saw the cancellation before taking anything
+    # Seen on the action's own read of the order, at once or on the run after the refusal.
+    assert len(runs) == (1 if cancelled.startswith("before") else 2)
     assert stock(db) == before
     recorded = order(db, order_id)
     assert recorded["status"] == "cancelled"
     assert recorded["actions"]["update_inventory"]["state"] == "failed"
+
+
+def test_another_action_recorded_meanwhile_does_not_refuse_the_stock_commit(
+    db: firestore.Client, worker: Sender, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The three actions of an order run at once: the others record themselves on the
+    # order while update_inventory runs. Only a change after its own read of the
+    # order (with the stock) may refuse its commit.
+    (order_id,) = seed_orders(db, 1, skus=1)
+    before = stock(db)
+    runs: list[str] = []
+
+    def sibling_recorded_meanwhile(ctx: ActionContext) -> None:
+        if not runs:
+            sibling = {"actions.send_confirmation.state": "done", "actionsDone": 1}
+            db.collection(ORDERS).document(order_id).update(sibling)
+        runs.append("run")
+        update_inventory(ctx)
+
+    monkeypatch.setitem(REGISTRY, "update_inventory", sibling_recorded_meanwhile)
+    answer = worker.deliver(TaskPayload(order_id, "update_inventory", 0, "r"))
+    assert (answer.status_code, answer.json()["outcome"]) == (200, "done")
+    assert runs == ["run"]  # committed on the first run
+    assert stock(db) < before
+    recorded = order(db, order_id)
+    assert recorded["actions"]["update_inventory"]["state"] == "done"
+    assert recorded["actionsDone"] == 2 and recorded["status"] != "completed"
 
 
 def test_a_claim_written_before_the_post_is_honoured_and_taken_over_when_stale(

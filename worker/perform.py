@@ -138,8 +138,8 @@ class Performer:
             return self._settled(claimed, order_ref)
         guard = OrderGuard()
         for attempt in range(COMMIT_ATTEMPTS):
-            if attempt > 0 and guard.wanted:  # the order may be what changed: read it again
-                snapshot = self._store.get(order_ref)
+            if attempt > 0 and guard.wanted and guard.fresh is None:
+                snapshot = self._store.get(order_ref)  # the order may be what changed
             try:
                 done, completed = self._run(snapshot, payload, delivery, claimed, guard)
             except (gexc.FailedPrecondition, gexc.AlreadyExists):
@@ -168,7 +168,7 @@ class Performer:
                 time.sleep(random.uniform(0.0, CONFLICT_PAUSE_S))
                 continue
             except PermanentTaskError as exc:
-                self._record_failure(snapshot, payload, claimed, str(exc))
+                self._record_failure(guard.fresh or snapshot, payload, claimed, str(exc))
                 raise PermanentTaskError(str(exc), recorded=True) from exc
             except BaseException:  # transient, or a bug: nothing was committed, let go
                 self._ledger.release(claimed)
@@ -199,7 +199,7 @@ class Performer:
         Return how many of the order's actions are done after this commit, and
         whether the commit also completed the order. When the action asks for
         it (``guard``), the commit is refused if the order changed since
-        ``snapshot`` (cancelled meanwhile, say).
+        ``snapshot``, or since the action read it again (cancelled meanwhile, say).
         """
         order = snapshot.fields
         if order.get("status") == OrderStatus.CANCELLED.value:
@@ -220,6 +220,12 @@ class Performer:
                         guard,
                     )
                 )
+            if guard.fresh is not None:  # the action read the order again, just now
+                snapshot, order = guard.fresh, guard.fresh.fields
+                if not snapshot.exists:  # deleted meanwhile: the queue's retry finds it gone
+                    raise TransientTaskError(f"order {payload.order_id!r} was deleted meanwhile")
+                if order.get("status") == OrderStatus.CANCELLED.value:
+                    raise PermanentTaskError(f"order {payload.order_id} is cancelled")
             self._ledger.finish(writes, claim)  # on condition that the claim is still ours
             prefix = action_path(payload.action)
             others = [name for name in ACTIONS if name != payload.action]

@@ -8,7 +8,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from orders.contract import TaskPayload
-from worker.documents import Store, Writes
+from orders.schema import ORDERS
+from worker.documents import Doc, DocRef, Store, Writes
 from worker.errors import PermanentTaskError
 from worker.outbox import Outbox
 from worker.sku_locks import StripedLocks
@@ -16,9 +17,15 @@ from worker.sku_locks import StripedLocks
 
 @dataclass
 class OrderGuard:
-    """Whether the action's commit must be refused if the order changed since it was read."""
+    """Whether the action's commit must be refused if the order changed since it was read.
+
+    ``fresh`` is the order as the action re-read it with its own documents
+    (:meth:`ActionContext.read_with_order`), when it did: the commit's
+    precondition is then on that read, not on the one made before the action.
+    """
 
     wanted: bool = False
+    fresh: Doc | None = None
 
 
 @dataclass(frozen=True)
@@ -46,15 +53,23 @@ class ActionContext:
     lock_timeout_s: float = 10.0  # longest wait for a lock, seconds
     guard: OrderGuard = field(default_factory=OrderGuard)
 
-    def keep_order_unchanged(self) -> None:
-        """Refuse the commit if the order changed since it was read; it then runs again.
+    def read_with_order(self, refs: Iterable[DocRef]) -> dict[str, Doc]:
+        """Read ``refs`` and the order in one call, keyed by path; guard the commit by this read.
 
-        An action whose effect is all in the commit calls this, so that an order
-        cancelled while the action ran is seen on the fresh read (and fails for
-        good) instead of having the effect applied. An action whose effect has
-        already left (a message sent) does not: that cannot be taken back.
+        The commit is then refused if the order changes after this read.
+        Other deliveries of the same order record their actions on it while this
+        one runs; a precondition on the order as read before the action would
+        refuse the commit for those changes too (they leave the status alone).
+        Reading it again with the action's own documents, just before the
+        commit, narrows the window to the commit itself, for one more document
+        in a read the action makes anyway. The status read here is checked
+        again before the commit (a cancelled order then fails for good).
         """
+        order_ref = self.store.document(ORDERS, self.payload.order_id)
+        docs = self.store.get_all([order_ref, *refs])
         self.guard.wanted = True
+        self.guard.fresh = docs[order_ref.path]
+        return docs
 
     def serialize(self, keys: Iterable[str]) -> None:
         """Hold this process's locks on ``keys`` until the action's commit has returned.

@@ -12,17 +12,18 @@ def update_inventory(ctx: ActionContext) -> None:
 
     The stock is read, checked and written with a precondition on the update
     time read: a concurrent change refuses the commit and the action runs again
-    on fresh stock; so does a change of the order (a cancellation is then seen
-    and fails the action for good). Deliveries in this process that share a
+    on fresh stock. The order is read again with the stock, and the commit is
+    refused if it changes after that read (a cancellation is then seen and
+    fails the action for good). Deliveries in this process that share a
     sku take turns (:meth:`ActionContext.serialize`) rather than refuse each
     other's commits.
     Too little stock (or an unknown sku) is a permanent failure.
     """
     wanted = order_items(ctx)
-    ctx.keep_order_unchanged()  # a cancellation meanwhile must not take the stock
     refs = {sku: ctx.store.document(INVENTORY, sku) for sku in sorted(wanted)}
     ctx.serialize(ref.path for ref in refs.values())
-    snapshots = ctx.store.get_all(refs.values())
+    # With the order: a cancellation meanwhile must not take the stock.
+    snapshots = ctx.read_with_order(refs.values())
     for sku, ref in refs.items():
         snapshot = snapshots.get(ref.path)
         if snapshot is None or not snapshot.exists:
