@@ -58,11 +58,20 @@ class FirestoreEmulator:
         self.log_dir = log_dir
         self.startup_timeout_s = startup_timeout_s
         self._process: ManagedProcess | None = None
+        self._own_log_dir: Path | None = None
 
     @property
     def host_port(self) -> str:
         """``host:port``, the value for FIRESTORE_EMULATOR_HOST."""
         return f"{self.host}:{self.port}"
+
+    @property
+    def log_folder(self) -> Path:
+        """The folder its ``firestore.log`` is written to; raises RuntimeError before start()."""
+        folder = self.log_dir or self._own_log_dir
+        if folder is None:
+            raise RuntimeError("the emulator has not been started: it has no log folder yet")
+        return folder
 
     def start(self) -> str:
         """Start the emulator and wait until it answers; return ``host:port``."""
@@ -70,7 +79,8 @@ class FirestoreEmulator:
         if gcloud is None:
             raise EmulatorMissingError(f"'{self.gcloud}' is not on PATH.\n{INSTALL_HINT}")
         self.port = self.port or free_port(self.host)
-        log_dir = self.log_dir or Path(tempfile.mkdtemp(prefix="firestore-emulator-"))
+        if self.log_dir is None:  # a folder of its own, removed again by stop()
+            self._own_log_dir = Path(tempfile.mkdtemp(prefix="firestore-emulator-"))
         argv = [
             gcloud,
             "emulators",
@@ -80,7 +90,7 @@ class FirestoreEmulator:
             "--quiet",
         ]
         self._process = ManagedProcess(
-            "Firestore emulator", argv, log_dir / "firestore.log", _java_environment()
+            "Firestore emulator", argv, self.log_folder / "firestore.log", _java_environment()
         )
         self._process.start()
         try:
@@ -89,6 +99,7 @@ class FirestoreEmulator:
             )
         except ProcessStartError as exc:
             tail = self._process.log_tail().lower()
+            self._own_log_dir = None  # the message points at the log: keep it
             self.stop()
             if any(marker in tail for marker in _MISSING_MARKERS):
                 raise EmulatorMissingError(f"{exc}\n\n{INSTALL_HINT}") from None
@@ -96,10 +107,13 @@ class FirestoreEmulator:
         return self.host_port
 
     def stop(self) -> None:
-        """Stop the emulator's whole process group."""
+        """Stop the emulator's whole process group (and remove the log folder it made)."""
         if self._process is not None:
             self._process.stop()
             self._process = None
+        if self._own_log_dir is not None:
+            shutil.rmtree(self._own_log_dir, ignore_errors=True)
+            self._own_log_dir = None
 
     def __enter__(self) -> FirestoreEmulator:
         """Start on entering a ``with`` block."""

@@ -114,6 +114,8 @@ class LocalStack:
             self.fanout_url = self._serve("fanout", fanout_url, self.fanout_env(fanout_url))
         except BaseException:
             self.stop()
+            if not any(self.log_dir.iterdir()):  # nothing had started: no logs to keep
+                self.log_dir.rmdir()
             raise
 
     def stop(self) -> None:

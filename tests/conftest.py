@@ -15,6 +15,7 @@ import io
 import logging
 import os
 import shutil
+import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -84,6 +85,22 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     stack = config.stash.get(_SHARED_EMULATOR, None)
     if stack is not None:
         stack.close()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def temporary_folders_under_pytest(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Put what the code under test leaves in the temporary folder under pytest's own.
+
+    A demo that fails or is interrupted keeps its services' logs, on purpose; in
+    tests those folders then go under pytest's base folder (which pytest prunes,
+    keeping the last few runs), not in the machine's ``/tmp``. Child processes
+    inherit ``TMPDIR``.
+    """
+    folder = tmp_path_factory.mktemp("tmp")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("TMPDIR", str(folder))
+        patch.setattr(tempfile, "tempdir", str(folder))
+        yield folder
 
 
 @pytest.fixture(scope="session")

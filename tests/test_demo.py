@@ -110,10 +110,13 @@ def test_demo_that_times_out_says_so_and_exits_non_zero(firestore_emulator: str)
 
 
 def test_demo_without_the_firestore_emulator_says_how_to_install_it(tmp_path: Path) -> None:
-    env = {"PATH": str(tmp_path), "HOME": str(tmp_path)}  # no gcloud on this PATH
+    temporary = tmp_path / "tmp"
+    temporary.mkdir()
+    env = {"PATH": str(tmp_path), "HOME": str(tmp_path), "TMPDIR": str(temporary)}  # no gcloud
     result = run_demo("--orders", "5", env=env)
     assert result.returncode == 2
     assert "not installed" in result.stderr and "apt-get install" in result.stderr
+    assert not list(temporary.iterdir())  # no empty log folder left behind
 
 
 @pytest.mark.usefixtures("firestore_emulator")
