@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime
+
 import requests
 from google.cloud import firestore
 from google.cloud.firestore_v1.base_query import FieldFilter
@@ -106,6 +108,28 @@ def test_marking_never_undoes_a_finished_order_and_keeps_the_generation(
     assert marked[first]["status"] == "queued" and marked[first]["fanout"] == {"runId": "run-7"}
     assert marked[second]["status"] == "completed" and marked[second]["fanout"]["runId"] == "run-7"
     assert marked[third]["fanout"] == {"generation": 2, "runId": "run-7"}
+
+
+def test_marking_with_the_generation_and_group_known_writes_the_whole_record(
+    db: firestore.Client,
+) -> None:
+    first, second = seed_orders(db, 2)
+    orders = db.collection(ORDERS)
+    orders.document(second).update({"fanout": {"runId": "old", "generation": 1, "queues": 4}})
+    snapshots = [orders.document(i).get() for i in (first, second)]
+    fields = {"runId": "run-8", "queuedAt": firestore.SERVER_TIMESTAMP}
+    generations, groups = {first: 0, second: 2}, {first: 1, second: 4}
+    assert mark_queued(db, snapshots, fields, generations=generations, queue_counts=groups) == []
+    for order_id in (first, second):
+        record = orders.document(order_id).get().to_dict() or {}
+        assert record["status"] == "queued"
+        queued_at = record["fanout"].pop("queuedAt")  # the server's time of the write
+        assert isinstance(queued_at, datetime.datetime)
+        assert record["fanout"] == {
+            "runId": "run-8",
+            "generation": generations[order_id],
+            "queues": groups[order_id],
+        }
 
 
 def test_planning_reads_the_fields_it_needs_as_the_whole_order_has_them(
