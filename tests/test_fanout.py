@@ -115,7 +115,8 @@ def test_marking_with_the_generation_and_group_known_writes_the_whole_record(
 ) -> None:
     first, second = seed_orders(db, 2)
     orders = db.collection(ORDERS)
-    orders.document(second).update({"fanout": {"runId": "old", "generation": 1, "queues": 4}})
+    old = {"runId": "old", "generation": 1, "queues": 4, "stray": True}  # stray: no writer has it
+    orders.document(second).update({"fanout": old})
     snapshots = [orders.document(i).get() for i in (first, second)]
     fields = {"runId": "run-8", "queuedAt": firestore.SERVER_TIMESTAMP}
     generations, groups = {first: 0, second: 2}, {first: 1, second: 4}
@@ -129,7 +130,17 @@ def test_marking_with_the_generation_and_group_known_writes_the_whole_record(
             "runId": "run-8",
             "generation": generations[order_id],
             "queues": groups[order_id],
-        }
+        }  # written whole: the stray field is gone
+
+
+def test_marking_without_the_generation_keeps_the_rest_of_the_record(
+    db: firestore.Client,
+) -> None:
+    (order_id,) = seed_orders(db, 1)
+    ref = db.collection(ORDERS).document(order_id)
+    ref.update({"fanout": {"runId": "old", "generation": 3, "queues": 2}})
+    assert mark_queued(db, [ref.get()], {"runId": "run-9"}) == []
+    assert (ref.get().to_dict() or {})["fanout"] == {"runId": "run-9", "generation": 3, "queues": 2}
 
 
 def test_planning_reads_the_fields_it_needs_as_the_whole_order_has_them(

@@ -137,9 +137,7 @@ class Performer:
         if isinstance(claimed, Settled):
             return self._settled(claimed, order_ref)
         guard = OrderGuard()
-        for attempt in range(COMMIT_ATTEMPTS):
-            if attempt > 0 and guard.wanted and guard.fresh is None:
-                snapshot = self._store.get(order_ref)  # the order may be what changed
+        for _ in range(COMMIT_ATTEMPTS):  # an action guarding the order reads it afresh each run
             try:
                 done, completed = self._run(snapshot, payload, delivery, claimed, guard)
             except (gexc.FailedPrecondition, gexc.AlreadyExists):
