@@ -551,6 +551,27 @@ def test_an_order_cancelled_while_its_stock_is_taken_keeps_its_stock(
     assert recorded["actions"]["update_inventory"]["state"] == "failed"
 
 
+def test_an_order_cancelled_while_its_failure_is_recorded_stays_cancelled(
+    db: firestore.Client, worker: Sender, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (order_id,) = seed_orders(db, 1, skus=1)
+    db.collection(INVENTORY).document("sku-0").update({"stock": 0})
+
+    def short_then_cancelled(ctx: ActionContext) -> None:
+        try:
+            update_inventory(ctx)  # too little stock: a permanent failure
+        finally:  # cancelled after the action's read, before the failure is written
+            db.collection(ORDERS).document(order_id).update({"status": "cancelled"})
+
+    monkeypatch.setitem(REGISTRY, "update_inventory", short_then_cancelled)
+    answer = worker.deliver(TaskPayload(order_id, "update_inventory", 0, "r"))
+    assert (answer.status_code, answer.json()["outcome"]) == (200, "failed")
+    assert "insufficient stock" in answer.json()["error"]
+    recorded = order(db, order_id)
+    assert recorded["status"] == "cancelled"  # not overwritten with failed
+    assert recorded["actions"]["update_inventory"]["state"] == "failed"
+
+
 def test_another_action_recorded_meanwhile_does_not_refuse_the_stock_commit(
     db: firestore.Client, worker: Sender, monkeypatch: pytest.MonkeyPatch
 ) -> None:

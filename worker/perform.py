@@ -63,7 +63,13 @@ from worker.documents import SERVER_TIMESTAMP, Doc, DocRef, Increment, Store, in
 from worker.errors import ClaimHeldError, PermanentTaskError, TransientTaskError
 from worker.heartbeat import Heartbeats
 from worker.ledger import Claim, Ledger, LedgerState, Settled, Standing
-from worker.order_writes import TRANSIENT_ERRORS, action_path, is_document_id, update_order_as_read
+from worker.order_writes import (
+    ORDER_WRITE_ATTEMPTS,
+    TRANSIENT_ERRORS,
+    action_path,
+    is_document_id,
+    update_order_as_read,
+)
 from worker.outbox import Outbox
 from worker.sku_locks import StripedLocks
 
@@ -266,25 +272,41 @@ class Performer:
     def _record_failure(
         self, snapshot: Doc, payload: TaskPayload, claim: Claim, reason: str
     ) -> None:
-        """Write a permanent failure on the ledger entry and the order (failed, unless done)."""
-        writes = self._store.writes()
-        self._ledger.fail(writes, claim, reason)
+        """Write a permanent failure on the ledger entry and the order (failed, unless done).
+
+        The order's write is conditional on ``snapshot``: an order cancelled (or
+        otherwise changed) since is read again, so its status is judged as it
+        is, never overwritten from a stale read.
+        """
         prefix = action_path(payload.action)
-        update: dict[str, Any] = {
+        record: dict[str, Any] = {
             f"{prefix}.state": ActionState.FAILED.value,
             f"{prefix}.lastError": reason,
             f"{prefix}.failedAt": SERVER_TIMESTAMP,
             f"{prefix}.attempts": claim.attempts,
         }
-        if snapshot.fields.get("status") in _COMPLETABLE:
-            update["status"] = OrderStatus.FAILED.value
-        writes.update(snapshot.ref, update)
-        try:
-            self._store.commit(writes)
-        except (gexc.FailedPrecondition, gexc.AlreadyExists):
-            raise TransientTaskError(
-                f"{reason}; but the claim was taken over before the failure was recorded"
-            ) from None
+        for _ in range(ORDER_WRITE_ATTEMPTS):
+            writes = self._store.writes()
+            self._ledger.fail(writes, claim, reason)
+            update = dict(record)
+            if snapshot.fields.get("status") in _COMPLETABLE:
+                update["status"] = OrderStatus.FAILED.value
+            writes.update(snapshot.ref, update, last_update_time=snapshot.update_time)
+            try:
+                self._store.commit(writes)
+                return
+            except (gexc.FailedPrecondition, gexc.AlreadyExists):
+                order = self._store.get(snapshot.ref)
+                if not order.exists:
+                    deleted = f"{reason}; and the order was deleted meanwhile"
+                    raise TransientTaskError(deleted) from None
+                if order.update_time != snapshot.update_time:
+                    snapshot = order  # the order changed: judge its status again
+                    continue
+                raise TransientTaskError(
+                    f"{reason}; but the claim was taken over before the failure was recorded"
+                ) from None
+        raise TransientTaskError(f"{reason}; but the order kept changing while it was recorded")
 
     def _complete_order_if_done(self, order_ref: DocRef) -> None:
         """Mark the order completed once every action is done; a no-op otherwise."""
