@@ -206,8 +206,7 @@ class Performer:
         ``snapshot``, or since the action read it again (cancelled meanwhile, say).
         """
         order = snapshot.fields
-        if order.get("status") == OrderStatus.CANCELLED.value:
-            raise PermanentTaskError(f"order {payload.order_id} is cancelled")
+        _refuse_cancelled(order, payload)
         with contextlib.ExitStack() as held:  # locks the action takes, until the commit returns
             writes = self._store.writes()
             with self._heartbeats.keep(claim):
@@ -228,8 +227,7 @@ class Performer:
                 snapshot, order = guard.fresh, guard.fresh.fields
                 if not snapshot.exists:  # deleted meanwhile: the queue's retry finds it gone
                     raise TransientTaskError(f"order {payload.order_id!r} was deleted meanwhile")
-                if order.get("status") == OrderStatus.CANCELLED.value:
-                    raise PermanentTaskError(f"order {payload.order_id} is cancelled")
+                _refuse_cancelled(order, payload)
             self._ledger.finish(writes, claim)  # on condition that the claim is still ours
             prefix = action_path(payload.action)
             others = [name for name in ACTIONS if name != payload.action]
@@ -320,6 +318,12 @@ class Performer:
 
         if not update_order_as_read(self._store, order_ref, completion):
             raise TransientTaskError(f"order {order_ref.path} kept changing while being completed")
+
+
+def _refuse_cancelled(order: dict[str, Any], payload: TaskPayload) -> None:
+    """Raise a permanent failure when the order (as read) is cancelled."""
+    if order.get("status") == OrderStatus.CANCELLED.value:
+        raise PermanentTaskError(f"order {payload.order_id} is cancelled")
 
 
 def _claim_id() -> str:

@@ -24,8 +24,12 @@ class OrderGuard:
     precondition is then on that read, not on the one made before the action.
     """
 
-    wanted: bool = False
     fresh: Doc | None = None
+
+    @property
+    def wanted(self) -> bool:
+        """True once the action has read the order to guard its commit."""
+        return self.fresh is not None
 
 
 @dataclass(frozen=True)
@@ -67,7 +71,6 @@ class ActionContext:
         """
         order_ref = self.store.document(ORDERS, self.payload.order_id)
         docs = self.store.get_all([order_ref, *refs])
-        self.guard.wanted = True
         self.guard.fresh = docs[order_ref.path]
         return docs
 
