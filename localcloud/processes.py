@@ -99,6 +99,7 @@ class ManagedProcess:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
+        wait_for_group_exit(proc.pid, GROUP_EXIT_TIMEOUT_S)
 
     def stop(self, grace_s: float = 10.0) -> None:
         """Stop the whole process group: SIGTERM, then SIGKILL after ``grace_s`` seconds."""
@@ -114,6 +115,46 @@ class ManagedProcess:
             os.killpg(proc.pid, signal.SIGKILL)
         with contextlib.suppress(subprocess.TimeoutExpired):
             proc.wait(timeout=grace_s)
+        # SIGKILL is delivered, not done: a grandchild (gcloud's Java) may still hold
+        # its port for a moment. Return only when the group has really gone.
+        wait_for_group_exit(proc.pid, grace_s)
+
+
+GROUP_EXIT_TIMEOUT_S = 10.0  # longest wait for a killed group's members to exit, seconds
+_GROUP_POLL_S = 0.01  # how often that wait looks again, seconds
+
+
+def live_group_members(pgid: int) -> list[int]:
+    """PIDs in process group ``pgid`` that have not exited (zombies have, and are left out)."""
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return []
+    except PermissionError:
+        pass
+    members = []
+    for entry in Path("/proc").iterdir() if Path("/proc").is_dir() else ():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        # Fields after the parenthesised command: state, ppid, pgrp, ...
+        state, _ppid, pgrp = stat[stat.rindex(")") + 2 :].split()[:3]
+        if int(pgrp) == pgid and state != "Z":
+            members.append(int(entry.name))
+    return members
+
+
+def wait_for_group_exit(pgid: int, timeout_s: float) -> bool:
+    """Wait until no live process is left in group ``pgid``; False if any after ``timeout_s`` s."""
+    deadline = time.monotonic() + timeout_s
+    while live_group_members(pgid):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(_GROUP_POLL_S)
+    return True
 
 
 def http_ok(url: str, timeout_s: float = 1.0) -> bool:
