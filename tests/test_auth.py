@@ -6,6 +6,7 @@ import logging
 from collections.abc import Iterator
 
 import pytest
+from google.auth import jwt
 
 from localcloud.oidc import LocalIssuer
 from orders.auth import (
@@ -169,6 +170,7 @@ def test_a_verified_token_is_remembered_until_it_expires(
     settings = verifier_for(issuer).settings
     verifier = CallerVerifier(settings, clock=clock)
     token = issuer.mint(AUDIENCE, INVOKER, lifetime_s=60)  # remembered until exp + skew
+    clock.now_s = jwt.decode(token, verify=False)["iat"]  # the clock reads the token's issue time
     assert verifier.verify(f"Bearer {token}").email == INVOKER
     verifier.certs = CertsCache(other_issuer.certs_url)  # keys that verify nothing of issuer's
     assert verifier.verify(f"Bearer {token}").email == INVOKER  # remembered, not re-checked

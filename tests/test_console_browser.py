@@ -45,7 +45,7 @@ LOCALCLOUD = str(Path(sys.executable).parent / "localcloud")
 ORDERS_SEEDED = 100
 # Dispatches per second: slow enough that the queue is paused from the page with most
 # of the run's tasks still waiting (it is, within a few seconds of the console's start).
-DISPATCH_RATE = 40
+DISPATCH_RATE = 30
 QUEUE = "order-actions"
 BROWSER_POLL_S = 0.25  # how often the page is looked at again, seconds
 
@@ -171,6 +171,7 @@ def test_console_pages_match_firestore_and_the_emulator_and_pause_resume_work(
     tasks_host = demo.printed(r"Cloud Tasks emulator (127\.0\.0\.1:\d+)")
     firestore_host = demo.printed(r"Firestore emulator\s+(127\.0\.0\.1:\d+)")
     log_dir = Path(demo.printed(r"logs in (\S+)\)"))
+    _pause_from_the_page(browser, console)  # first: most of the run's tasks are still waiting
     browser.get(console)
     project = cell(browser, "#project")
     cloud = CloudSettings(project=project, queue=QUEUE, tasks_emulator_host=tasks_host)
@@ -178,7 +179,7 @@ def test_console_pages_match_firestore_and_the_emulator_and_pause_resume_work(
     with pytest.MonkeyPatch.context() as env:  # the emulator the demo printed, for this test
         env.setenv("FIRESTORE_EMULATOR_HOST", firestore_host)
         db = firestore.Client(project=project)
-        _pause_and_compare(browser, demo, console, cloud, v2, beta, db)
+        _compare_while_paused(browser, demo, console, cloud, v2, beta, db)
         _after_the_run(browser, demo, console, project, db, log_dir)
 
 
@@ -186,7 +187,14 @@ def _queue_state(v2: tasks_v2.CloudTasksClient, cloud: CloudSettings) -> str:
     return tasks_v2.Queue.State(v2.get_queue(name=cloud.queue_path).state).name
 
 
-def _pause_and_compare(
+def _pause_from_the_page(browser: Any, console: str) -> None:
+    row = f'#queues tr[data-queue="{QUEUE}"]'
+    browser.get(f"{console}queues/{QUEUE}")
+    click(browser, f'{row} button[data-action="pause"]')
+    wait_until(lambda: cell(browser, f'{row} [data-field="state"]') == "PAUSED", 30, "PAUSED")
+
+
+def _compare_while_paused(
     browser: Any,
     demo: Demo,
     console: str,
@@ -196,9 +204,6 @@ def _pause_and_compare(
     db: firestore.Client,
 ) -> None:
     row = f'#queues tr[data-queue="{QUEUE}"]'
-    browser.get(f"{console}queues/{QUEUE}")
-    click(browser, f'{row} button[data-action="pause"]')
-    wait_until(lambda: cell(browser, f'{row} [data-field="state"]') == "PAUSED", 30, "PAUSED")
     assert _queue_state(v2, cloud) == "PAUSED"
     # Paused with the run's every task created and nothing in flight: the numbers hold still.
     runs = db.collection(FANOUT_RUNS)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 import signal
 from pathlib import Path
@@ -17,8 +18,11 @@ CONSOLE_LINE = re.compile(r"^console  (http://127\.0\.0\.1:\d+/)$", re.MULTILINE
 
 @pytest.mark.usefixtures("firestore_emulator")  # skips outside CI, fails in CI, when it is missing
 def test_localcloud_up_serves_the_console_until_interrupted(tmp_path: Path) -> None:
-    # No run while the test looks: the 5 orders stay pending.
-    with localcloud_up(tmp_path, "--orders", "5", "--schedule", "0 0 1 1 *") as (process, log):
+    # No run while the test looks: the 5 orders stay pending (the schedule's one day a
+    # year was the day before yesterday).
+    passed = dt.datetime.now(dt.UTC) - dt.timedelta(days=2)
+    never_now = f"0 0 {passed.day} {passed.month} *"
+    with localcloud_up(tmp_path, "--orders", "5", "--schedule", never_now) as (process, log):
         wait_for(lambda: CONSOLE_LINE.search(log.read_text()) is not None, timeout_s=120)
         url = CONSOLE_LINE.search(log.read_text()).group(1)  # type: ignore[union-attr]
         assert requests.get(f"{url}healthz", timeout=10).json()["service"] == "console"

@@ -30,7 +30,7 @@ from tests.support.seeding import seed_orders
 
 ORDERS_SEEDED = 800
 PAGE_SIZE = 100  # 8 pages: fewer than the markings in flight, as in the reported bug
-LEASE_S = 5  # the shortest lease the fanout accepts, seconds
+LEASE_S = 10  # short, yet long enough that a stalled renewal does not end it early, seconds
 
 
 @pytest.fixture

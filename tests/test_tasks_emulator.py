@@ -31,6 +31,7 @@ from localcloud.tasks.server import TasksEmulator
 from localcloud.tasks.sqlite_task_store import MEMORY, SqliteTaskStore
 from tests.support.builders import http_task, later
 from tests.support.clock import FakeClock
+from tests.support.ports import refused_port
 from tests.support.receiver import Receiver, wait_for
 
 LOCATION = "projects/test-project/locations/us-central1"
@@ -179,7 +180,7 @@ def test_retries_500_and_404_with_backoff_until_2xx(
     assert all(a.headers["x-cloudtasks-taskretryreason"] for a in attempts[1:])
     gaps = [b.at_s - a.at_s for a, b in itertools.pairwise(attempts)]
     assert gaps[0] >= 0.05 * 0.9 and gaps[1] >= 0.1 * 0.9
-    assert gaps[0] < 1.0 and gaps[1] < 1.0
+    assert gaps[0] < 5.0 and gaps[1] < 5.0  # backoffs of 0.05 s and 0.1 s, not of seconds
     eta = [float(a.headers["x-cloudtasks-tasketa"]) for a in attempts]
     assert eta[1] - eta[0] >= 0.05 and eta[2] - eta[1] >= 0.1
     with pytest.raises(exceptions.NotFound):
@@ -204,7 +205,8 @@ def test_task_state_is_updated_between_attempts(
     assert task.dispatch_count == 1
     assert task.first_attempt.dispatch_time.timestamp() > 0
     assert task.last_attempt.response_status.code == 14  # UNAVAILABLE for HTTP 503
-    assert task.schedule_time.timestamp() > time.time() + 3
+    answered_at = task.last_attempt.response_time.timestamp()
+    assert task.schedule_time.timestamp() >= answered_at + 5.0 * 0.9  # the 5 s backoff
 
 
 def test_schedule_time_is_honoured(client: tasks_v2.CloudTasksClient, receiver: Receiver) -> None:
@@ -220,12 +222,12 @@ def test_schedule_time_is_honoured(client: tasks_v2.CloudTasksClient, receiver: 
 def test_connection_refused_is_retried(
     emulator: TasksEmulator, client: tasks_v2.CloudTasksClient
 ) -> None:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        dead_url = f"http://127.0.0.1:{s.getsockname()[1]}/gone"
-    queue = make_queue(client, max_attempts=2, min_backoff=0.02)
-    client.create_task(parent=queue.name, task=http_task(f"{queue.name}/tasks/gone", dead_url))
-    wait_for(lambda: emulator.stats()["exhausted"] == 1)
+    with refused_port() as port:
+        dead_url = f"http://127.0.0.1:{port}/gone"
+        queue = make_queue(client, max_attempts=2, min_backoff=0.02)
+        name = f"{queue.name}/tasks/gone"
+        client.create_task(parent=queue.name, task=http_task(name, dead_url))
+        wait_for(lambda: emulator.stats()["exhausted"] == 1)
     assert emulator.stats()["dispatches"] == 2
 
 
@@ -296,7 +298,7 @@ def test_deleting_a_queue_while_dispatching(
     emulator: TasksEmulator, client: tasks_v2.CloudTasksClient, receiver: Receiver
 ) -> None:
     queue = make_queue(client, max_concurrent_dispatches=1)
-    receiver.delays_s["/del"] = 0.2
+    receiver.delays_s["/del"] = 2.0  # the queue is deleted while the first answer is held
     client.batch_create_tasks(
         parent=queue.name,
         requests=[{"task": http_task("", receiver.url("/del"))} for _ in range(5)],

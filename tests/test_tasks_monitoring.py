@@ -11,11 +11,11 @@ from google.cloud import monitoring_v3, tasks_v2
 from google.protobuf import duration_pb2, timestamp_pb2
 
 from console.attempt_rates import AttemptMonitor, is_success
-from localcloud.processes import free_port
 from localcloud.tasks.attempt_counts import AttemptCounts, SeriesKey
 from localcloud.tasks.server import TasksEmulator
 from orders.clients import monitoring_client, tasks_client
 from orders.settings import CloudSettings
+from tests.support.ports import refused_port
 from tests.support.receiver import Receiver, wait_for
 
 PROJECT = "metrics-test"
@@ -178,8 +178,9 @@ def test_requests_it_cannot_answer_are_refused_saying_why(cloud: CloudSettings) 
 
 
 def test_an_unreachable_monitoring_is_a_reason_not_an_error() -> None:
-    cloud = CloudSettings(project=PROJECT, tasks_emulator_host=f"127.0.0.1:{free_port()}")
-    rates = AttemptMonitor(monitoring_client(cloud), PROJECT, "us-central1", 1.0).read()
+    with refused_port() as port:
+        cloud = CloudSettings(project=PROJECT, tasks_emulator_host=f"127.0.0.1:{port}")
+        rates = AttemptMonitor(monitoring_client(cloud), PROJECT, "us-central1", 1.0).read()
     assert rates.of("order-actions") is None
     assert "Cloud Monitoring" in rates.unavailable
     assert "unreachable" in rates.unavailable or "within 1 s" in rates.unavailable

@@ -7,6 +7,7 @@ import json
 import os
 import signal
 import sys
+import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor, wait
 from pathlib import Path
@@ -23,6 +24,7 @@ from localcloud.warehouse import WarehouseReceiver
 from orders.contract import TaskPayload
 from orders.schema import ACTIONS, DEAD_LETTERS, INVENTORY, LEDGER, ORDERS, OUTBOX
 from orders.writes import Writes
+from tests.support.ports import refused_port
 from tests.support.receiver import wait_for
 from tests.support.seeding import seed_orders
 from tests.support.servers import ServerThread
@@ -379,13 +381,16 @@ def test_an_unreachable_firestore_answers_503_and_writes_nothing(
     config = worker_config(
         project, issuer.issuer_url, issuer.certs_url, warehouse.url, rpc_timeout_s=1.0
     )
-    with monkeypatch.context() as patched:  # the app's client talks to a port nobody serves
-        patched.setenv("FIRESTORE_EMULATOR_HOST", f"127.0.0.1:{free_port()}")
+    with (
+        refused_port() as port,
+        monkeypatch.context() as patched,  # the app's client talks to a port nobody serves
+    ):
+        patched.setenv("FIRESTORE_EMULATOR_HOST", f"127.0.0.1:{port}")
         app = create_app(config)
-    with ServerThread(app) as server:
-        answer = Sender(server.url, issuer).deliver(
-            TaskPayload(order_id, "update_inventory", 0, "r")
-        )
+        with ServerThread(app) as server:
+            answer = Sender(server.url, issuer).deliver(
+                TaskPayload(order_id, "update_inventory", 0, "r")
+            )
     assert (answer.status_code, answer.json()["outcome"]) == (503, "retry")
     assert answer.headers["Retry-After"] == "1"
     assert order(db, order_id)["actions"]["update_inventory"]["state"] == "pending"
@@ -404,12 +409,12 @@ def test_errors_are_json(worker: Sender) -> None:
 
 @pytest.fixture
 def short_lease(project: str, issuer: LocalIssuer, warehouse: WarehouseReceiver) -> WorkerConfig:
-    """A worker that claims before posting, claims that live 1 s, renewed every 0.2 s.
+    """A worker that claims before posting, claims that live 2 s, renewed every 0.2 s.
 
     Its POSTs may take long.
     """
     return worker_config(
-        project, issuer.issuer_url, issuer.certs_url, warehouse.url, lease_s=1.0,
+        project, issuer.issuer_url, issuer.certs_url, warehouse.url, lease_s=2.0,
         heartbeat_s=0.2, delivery_timeout_s=60.0, claim_before_post=True,
     )  # fmt: skip
 
@@ -422,7 +427,7 @@ def test_a_slow_live_delivery_keeps_its_claim_past_the_lease(
 ) -> None:
     (order_id,) = seed_orders(db, 1)
     payload = TaskPayload(order_id, "notify_warehouse", 0, "r")
-    warehouse.delay_s = 3  # three leases: the heartbeat must keep the claim
+    warehouse.delay_s = 5  # two and a half leases: the heartbeat must keep the claim
     with ServerThread(create_app(short_lease)) as server, ThreadPoolExecutor(1) as pool:
         worker = Sender(server.url, issuer)
         slow = pool.submit(worker.deliver, payload)
@@ -455,12 +460,21 @@ def test_a_delivery_whose_claim_was_taken_over_commits_nothing(
     # This delivery's heartbeat stalls (a process frozen, or cut off from Firestore):
     # its claim runs out, and a redelivery takes it over while it still runs.
     monkeypatch.setattr(Ledger, "renew", lambda self, claim: True)
-    warehouse.delay_s = 3
+    # Its POST is held until the redelivery has taken over and finished.
+    release = threading.Event()
+    receive = warehouse.receive
+
+    def hold_the_first(key: str | None, body: bytes) -> tuple[int, dict[str, Any]]:
+        answer = receive(key, body)
+        if warehouse.deliveries == 1:
+            release.wait(timeout=60)
+        return answer
+
+    monkeypatch.setattr(warehouse, "receive", hold_the_first)
     with ServerThread(create_app(short_lease)) as server, ThreadPoolExecutor(1) as pool:
         worker = Sender(server.url, issuer)
         stalled = pool.submit(worker.deliver, payload)
         wait_for(lambda: warehouse.deliveries == 1, timeout_s=30)
-        warehouse.delay_s = 0
         answers: list[requests.Response] = []
 
         def redeliver() -> bool:
@@ -468,6 +482,7 @@ def test_a_delivery_whose_claim_was_taken_over_commits_nothing(
             return answers[-1].status_code == 200
 
         wait_for(redeliver, timeout_s=30)
+        release.set()
         overtaken = stalled.result(timeout=60)
     assert answers[-1].json()["outcome"] == "done"
     # Its commit was refused; the delivery that took over had done the action meanwhile.
@@ -498,7 +513,7 @@ def test_firestore_failing_mid_delivery_answers_503_and_leaves_no_partial_state(
     with monkeypatch.context() as patched:  # this worker reaches Firestore through the proxy
         patched.setenv("FIRESTORE_EMULATOR_HOST", proxy.address)
         app = create_app(config)
-    warehouse.delay_s = 1.0
+    warehouse.delay_s = 5.0  # time to cut Firestore off before the commit
     with ServerThread(app) as server, ThreadPoolExecutor(1) as pool:
         answer = pool.submit(Sender(server.url, issuer).deliver, payload)
         wait_for(lambda: warehouse.deliveries == 1, timeout_s=30)  # claimed, now posting

@@ -160,7 +160,12 @@ def test_429_retry_after_delays_the_task_and_slows_the_queue(
     wait_for(lambda: len(target.at("/busy")) == 1, cloud.wait_s)
     refused_at = target.at("/busy")[0].at_s
     stats = {"name": queue.name, "read_mask": {"paths": ["stats"]}}
-    assert cloud.beta.get_queue(request=stats).stats.effective_execution_rate < 100
+    # The receiver records the 429 before the emulator reads it: wait for the queue to follow.
+    wait_for(
+        lambda: cloud.beta.get_queue(request=stats).stats.effective_execution_rate < 100,
+        cloud.wait_s,
+        "the enforced rate lowered below the configured 100/s",
+    )
     cloud.client.create_task(parent=queue.name, task=http_task("", target.url("/other")))
     wait_for(lambda: len(target.at("/busy")) == 2 and target.at("/other") != [], cloud.wait_s)
     assert target.at("/busy")[1].at_s - refused_at >= 2 * 0.9

@@ -39,7 +39,7 @@ def test_overload_answers_slow_the_queue_and_it_recovers(cloud: Cloud, target: R
 def test_a_conflict_backs_off_its_task_and_leaves_the_queue_rate(
     cloud: Cloud, target: Receiver
 ) -> None:
-    queue = cloud.make_queue(max_dispatches_per_second=RATE_PER_S, min_backoff=0.2, max_backoff=0.4)
+    queue = cloud.make_queue(max_dispatches_per_second=RATE_PER_S, min_backoff=1.0, max_backoff=2.0)
     target.scripts["/held"] = [Reply(409)] * 3
     held = f"{queue.name}/tasks/held"
     cloud.client.create_task(parent=queue.name, task=http_task(held, target.url("/held")))
@@ -51,5 +51,5 @@ def test_a_conflict_backs_off_its_task_and_leaves_the_queue_rate(
     wait_for(lambda: len(target.at("/held")) == 4, cloud.wait_s)
     hits = target.at("/held")
     assert [h.headers["x-cloudtasks-taskpreviousresponse"] for h in hits[1:]] == ["409"] * 3
-    assert hits[2].at_s - hits[1].at_s >= 0.4 * 0.9  # the task's own backoff: 0.2, 0.4, 0.4
+    assert hits[2].at_s - hits[1].at_s >= 2.0 * 0.9  # the task's own backoff: 1, 2, 2 s
     assert _enforced_rate(cloud, queue.name) == RATE_PER_S
