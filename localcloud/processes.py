@@ -124,6 +124,25 @@ GROUP_EXIT_TIMEOUT_S = 10.0  # longest wait for a killed group's members to exit
 _GROUP_POLL_S = 0.01  # how often that wait looks again, seconds
 
 
+def _stat_fields(path: Path) -> list[str]:
+    """Return the fields of a ``/proc`` stat file that follow the command (state, ppid, pgrp)."""
+    stat = path.read_text()
+    return stat[stat.rindex(")") + 2 :].split()
+
+
+def _has_exited(process: Path) -> bool:
+    """Tell whether every thread of the process under ``/proc/PID`` has exited.
+
+    The main thread of a multi-threaded process (Java) can show as a zombie while
+    its other threads still run and hold its sockets: look at each thread.
+    """
+    try:
+        threads = list((process / "task").iterdir())
+        return all(_stat_fields(thread / "stat")[0] in "ZX" for thread in threads)
+    except OSError:  # gone meanwhile
+        return True
+
+
 def live_group_members(pgid: int) -> list[int]:
     """PIDs in process group ``pgid`` that have not exited (zombies have, and are left out)."""
     try:
@@ -137,12 +156,10 @@ def live_group_members(pgid: int) -> list[int]:
         if not entry.name.isdigit():
             continue
         try:
-            stat = (entry / "stat").read_text()
+            pgrp = int(_stat_fields(entry / "stat")[2])
         except OSError:
             continue
-        # Fields after the parenthesised command: state, ppid, pgrp, ...
-        state, _ppid, pgrp = stat[stat.rindex(")") + 2 :].split()[:3]
-        if int(pgrp) == pgid and state != "Z":
+        if pgrp == pgid and not _has_exited(entry):
             members.append(int(entry.name))
     return members
 
