@@ -124,7 +124,7 @@ GROUP_EXIT_TIMEOUT_S = 10.0  # longest wait for a killed group's members to exit
 _GROUP_POLL_S = 0.01  # how often that wait looks again, seconds
 
 
-def _stat_fields(path: Path) -> list[str]:
+def proc_stat_fields(path: Path) -> list[str]:
     """Return the fields of a ``/proc`` stat file that follow the command (state, ppid, pgrp)."""
     stat = path.read_text()
     return stat[stat.rindex(")") + 2 :].split()
@@ -138,7 +138,7 @@ def _has_exited(process: Path) -> bool:
     """
     try:
         threads = list((process / "task").iterdir())
-        return all(_stat_fields(thread / "stat")[0] in "ZX" for thread in threads)
+        return all(proc_stat_fields(thread / "stat")[0] in "ZX" for thread in threads)
     except OSError:  # gone meanwhile
         return True
 
@@ -156,7 +156,7 @@ def live_group_members(pgid: int) -> list[int]:
         if not entry.name.isdigit():
             continue
         try:
-            pgrp = int(_stat_fields(entry / "stat")[2])
+            pgrp = int(proc_stat_fields(entry / "stat")[2])
         except OSError:
             continue
         if pgrp == pgid and not _has_exited(entry):
@@ -164,14 +164,11 @@ def live_group_members(pgid: int) -> list[int]:
     return members
 
 
-def wait_for_group_exit(pgid: int, timeout_s: float) -> bool:
-    """Wait until no live process is left in group ``pgid``; False if any after ``timeout_s`` s."""
+def wait_for_group_exit(pgid: int, timeout_s: float) -> None:
+    """Wait until no live process is left in group ``pgid``, for at most ``timeout_s`` seconds."""
     deadline = time.monotonic() + timeout_s
-    while live_group_members(pgid):
-        if time.monotonic() > deadline:
-            return False
+    while live_group_members(pgid) and time.monotonic() < deadline:
         time.sleep(_GROUP_POLL_S)
-    return True
 
 
 def http_ok(url: str, timeout_s: float = 1.0) -> bool:

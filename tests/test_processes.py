@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from localcloud.processes import ManagedProcess, live_group_members
+from localcloud.processes import ManagedProcess, live_group_members, proc_stat_fields
 from tests.support.receiver import wait_for
 
 # A wrapper that leaves a grandchild behind, as gcloud leaves its Java child: the
@@ -73,15 +73,11 @@ def test_a_process_whose_main_thread_ended_is_live_until_its_last_thread_ends(
     process.wait_until(lambda: ready.exists() and ready.read_text() != "", timeout_s=30)
     pgid = process.pid
     assert pgid is not None
-    wait_for(lambda: _main_thread_state(pgid) == "Z", 30, "the main thread to end")
+    main_thread = Path(f"/proc/{pgid}/stat")
+    wait_for(lambda: proc_stat_fields(main_thread)[0] == "Z", 30, "the main thread to end")
     assert live_group_members(pgid) == [pgid]
     port = int(ready.read_text())
     process.stop(grace_s=0.5)
     assert live_group_members(pgid) == []
     with pytest.raises(ConnectionRefusedError):
         socket.create_connection(("127.0.0.1", port), timeout=1.0)
-
-
-def _main_thread_state(pid: int) -> str:
-    stat = Path(f"/proc/{pid}/stat").read_text()
-    return stat[stat.rindex(")") + 2 :].split()[0]
